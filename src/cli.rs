@@ -1,0 +1,186 @@
+//! The command line, as typed arguments (clap). No behaviour here: `app`
+//! carries the commands out.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::csvin::Encoding;
+use crate::progress::Mode;
+
+/// Bulk Webex administration from spreadsheets: check every row, queue it
+/// durably, carry it out under one rate limit, resume after any stop, and
+/// report on every row.
+#[derive(Debug, Parser)]
+#[command(name = "webex-bulk", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug). Logs never contain tokens.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The job kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// Schedule meetings (POST /v1/meetings), on behalf of their hosts.
+    Meetings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a file, queue its rows and carry them out (or continue a run with --resume).
+    Run(RunArgs),
+    /// Check every row of a file and print each problem; sends nothing.
+    Validate(ValidateArgs),
+    /// List the runs in the database with their counts.
+    Status(StatusArgs),
+    /// Write the per-row results of a run as CSV.
+    Report(ReportArgs),
+    /// Run the bundled Webex simulator (for trying things out and for tests).
+    Sim(SimArgs),
+    /// Run the meetings sample against the bundled simulator, with faults, and show the result.
+    Demo(DemoArgs),
+}
+
+/// The database option shared by several commands.
+#[derive(Debug, Args, Clone)]
+pub struct DbArg {
+    /// The queue database (created if missing).
+    #[arg(long, default_value = "webex-bulk.db", value_name = "PATH")]
+    pub db: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// What the rows are.
+    #[arg(value_enum, required_unless_present = "resume")]
+    pub kind: Option<Kind>,
+    /// The CSV file.
+    #[arg(required_unless_present = "resume", value_name = "FILE.csv")]
+    pub file: Option<PathBuf>,
+    /// Continue a stopped run (the newest when no id is given) instead of starting one.
+    #[arg(long, value_name = "RUN_ID", num_args = 0..=1, default_missing_value = "latest", conflicts_with_all = ["kind", "file"])]
+    pub resume: Option<String>,
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The Webex API base URL (plain http only to this machine).
+    #[arg(long, env = "WEBEX_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Requests in flight at most [default: 8].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub concurrency: Option<u16>,
+    /// Request rate, shared by all requests: 10/s, 300/min, unlimited [default: 10/s].
+    #[arg(long, value_name = "SPEC")]
+    pub rate: Option<String>,
+    /// Attempts per row for transient failures (5xx, timeouts) before it fails [default: 8].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: Option<u32>,
+    /// Refuse a file with more data rows than this (a guard against the wrong file).
+    #[arg(long, value_name = "N")]
+    pub max_rows: Option<u64>,
+    /// Queue the file even if the same content was run before.
+    #[arg(long)]
+    pub new_run: bool,
+    /// Refuse the whole file if any row is invalid (default: invalid rows are recorded and skipped).
+    #[arg(long)]
+    pub strict: bool,
+    /// With --resume: give failed rows a fresh set of attempts too.
+    #[arg(long, requires = "resume")]
+    pub retry_failed: bool,
+    /// The file's encoding.
+    #[arg(long, value_enum, default_value = "utf-8")]
+    pub encoding: Encoding,
+    /// How to show progress on stderr.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: Mode,
+    /// Seconds to wait for one answer before the request counts as timed out.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+    /// The credential profile to keep refreshed tokens under.
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    pub profile: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// What the rows are.
+    #[arg(value_enum)]
+    pub kind: Kind,
+    /// The CSV file.
+    #[arg(value_name = "FILE.csv")]
+    pub file: PathBuf,
+    /// The file's encoding.
+    #[arg(long, value_enum, default_value = "utf-8")]
+    pub encoding: Encoding,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The run to report on (default: the newest).
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<i64>,
+    /// Only failed and invalid rows, ready to be corrected and run again.
+    #[arg(long)]
+    pub failed: bool,
+    /// Write to this file instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Requests per second the simulator allows before answering 429 (default: no limit).
+    #[arg(long, value_name = "PER_SEC")]
+    pub rate_limit: Option<f64>,
+    /// The Retry-After (seconds) sent with a 429.
+    #[arg(long, default_value_t = 2, value_name = "SECS")]
+    pub retry_after: u64,
+    /// Access tokens stop working this many seconds after they are issued.
+    #[arg(long, value_name = "SECS")]
+    pub token_lifetime: Option<u64>,
+    /// Access tokens stop working after this many requests.
+    #[arg(long, value_name = "N")]
+    pub token_max_requests: Option<u64>,
+    /// Every refresh returns a new refresh token and retires the old one.
+    #[arg(long)]
+    pub rotate_refresh_tokens: bool,
+    /// Share (0..1) of requests answered with an injected 500/502/503.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub fail_rate: f64,
+    /// Share (0..1) of creates carried out and then answered by dropping the connection.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub drop_rate: f64,
+    /// Latency added to every answer, in milliseconds.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub latency_ms: u64,
+    /// Seed for the injected faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's database, report and credential store in this folder
+    /// (default: a new folder under the system's temporary folder).
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// How to show progress on stderr.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: Mode,
+}

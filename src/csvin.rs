@@ -1,0 +1,407 @@
+//! Reading spreadsheets: encodings, the header row, and the shape of a problem.
+//!
+//! This module does the I/O of reading a CSV file record by record (streaming:
+//! memory does not grow with the file) and hashes the bytes as they pass, so
+//! a run can recognise a file it has seen before. What a row *means* is the
+//! business of the job kind (see `meetings`), which only sees plain strings.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// How the bytes of a file are to be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum Encoding {
+    /// UTF-8, with or without a byte-order mark.
+    #[value(name = "utf-8", alias = "utf8")]
+    Utf8,
+    /// Windows-1252 ("ANSI"), what Excel writes on Western Windows machines.
+    #[value(name = "windows-1252", alias = "cp1252", alias = "latin1")]
+    Windows1252,
+}
+
+/// How bad a problem is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The row (or file) cannot be sent as it is.
+    Error,
+    /// Worth knowing; the row still goes ahead.
+    Warning,
+}
+
+/// One thing wrong with an input file, located precisely enough to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The file's own line number (the header is line 1); 0 for the file as a whole.
+    pub line: u64,
+    /// 1-based column number and the header's own spelling of it, when one column is at fault.
+    pub column: Option<(usize, String)>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl Problem {
+    /// An error in one cell.
+    pub fn cell(line: u64, column: &ColumnRef, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Error,
+            line,
+            column: Some((column.index, column.name.clone())),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// An error about a whole line (or, with line 0, the whole file).
+    pub fn line(line: u64, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Problem { severity: Severity::Error, line, column: None, message: message.into(), fix: fix.into() }
+    }
+
+    /// The same problem, downgraded to a warning.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    /// Formats the problem for a person, naming the file.
+    pub fn display<'a>(&'a self, file: &'a Path) -> impl fmt::Display + 'a {
+        ProblemDisplay { problem: self, file }
+    }
+}
+
+struct ProblemDisplay<'a> {
+    problem: &'a Problem,
+    file: &'a Path,
+}
+
+impl fmt::Display for ProblemDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.problem;
+        let kind = match p.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{kind}: {}", self.file.display())?;
+        if p.line > 0 {
+            write!(f, ", line {}", p.line)?;
+        }
+        if let Some((index, name)) = &p.column {
+            write!(f, ", column {index} ({name})")?;
+        }
+        write!(f, ": {}", p.message)?;
+        if !p.fix.is_empty() {
+            write!(f, "\n    fix: {}", p.fix)?;
+        }
+        Ok(())
+    }
+}
+
+/// A column as the file names it: where it is and how its header is spelled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnRef {
+    /// 1-based position in the row.
+    pub index: usize,
+    /// The header cell, as written in the file.
+    pub name: String,
+}
+
+/// Folds a header for matching: case, spaces, `_` and `-` do not count, so
+/// `Host Email`, `host_email` and `hostEmail` are one column.
+pub fn normalize_header(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Why a file could not be read at all (as opposed to a row being invalid).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// The file is not valid UTF-8 and no other encoding was asked for.
+    #[error("{path}, line {line}: the file is not valid UTF-8 (column {column} holds bytes that are not UTF-8)\n    fix: save the file as \"CSV UTF-8\" in Excel, or pass --encoding windows-1252 if it came from Excel on Windows")]
+    NotUtf8 { path: PathBuf, line: u64, column: usize },
+    /// The CSV structure is broken (for example an unterminated quote).
+    #[error("{path}, line {line}: the CSV structure is broken: {detail}\n    fix: check the quotes on and above this line; every opening \" needs a closing \"")]
+    Malformed { path: PathBuf, line: u64, detail: String },
+    /// The file has no header row.
+    #[error("{path}: the file is empty\n    fix: the first line must be a header row naming the columns")]
+    Empty { path: PathBuf },
+}
+
+/// What the bytes that went past the CSV parser tell: their hash, and where
+/// the line breaks are (to give every record its true line number).
+struct Tap {
+    hasher: Sha256,
+    /// Bytes seen so far.
+    offset: u64,
+    /// `\n` bytes before the oldest entry of `breaks`.
+    lines_before: u64,
+    /// Offsets of `\r`/`\n` bytes the parser may not have reached yet;
+    /// bounded by the reader's buffers, not by the file.
+    breaks: std::collections::VecDeque<(u64, u8)>,
+}
+
+impl Tap {
+    fn new() -> Tap {
+        Tap { hasher: Sha256::new(), offset: 0, lines_before: 0, breaks: std::collections::VecDeque::new() }
+    }
+
+    /// The line on which the record that the parser began reading at byte
+    /// `start` really starts: the parser may begin at the end of the
+    /// previous line or on blank lines, which it then skips.
+    fn line_at(&mut self, start: u64) -> u64 {
+        let mut pos = start;
+        while let Some(&(at, byte)) = self.breaks.front() {
+            if at > pos {
+                break;
+            }
+            if at == pos {
+                pos += 1;
+            }
+            if byte == b'\n' {
+                self.lines_before += 1;
+            }
+            self.breaks.pop_front();
+        }
+        self.lines_before + 1
+    }
+}
+
+/// A reader that shows every byte to the [`Tap`].
+struct TapReader<R> {
+    inner: R,
+    tap: std::rc::Rc<std::cell::RefCell<Tap>>,
+}
+
+impl<R: Read> Read for TapReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut tap = self.tap.borrow_mut();
+        tap.hasher.update(&buf[..n]);
+        let base = tap.offset;
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' || *b == b'\r' {
+                tap.breaks.push_back((base + i as u64, *b));
+            }
+        }
+        tap.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// A CSV file opened for streaming, one record at a time.
+pub struct CsvFile {
+    path: PathBuf,
+    encoding: Encoding,
+    reader: csv::Reader<TapReader<Box<dyn Read>>>,
+    tap: std::rc::Rc<std::cell::RefCell<Tap>>,
+    headers: Vec<String>,
+    record: csv::ByteRecord,
+}
+
+impl CsvFile {
+    /// Opens `path` and reads its header row.
+    pub fn open(path: &Path, encoding: Encoding) -> Result<Self, ReadError> {
+        let file = File::open(path).map_err(|source| ReadError::Io { path: path.to_owned(), source })?;
+        Self::from_reader(path, Box::new(BufReader::with_capacity(256 * 1024, file)), encoding)
+    }
+
+    /// Reads CSV from any reader; `path` is only used to name the source in messages.
+    pub fn from_reader(path: &Path, inner: Box<dyn Read>, encoding: Encoding) -> Result<Self, ReadError> {
+        let tap = std::rc::Rc::new(std::cell::RefCell::new(Tap::new()));
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .buffer_capacity(256 * 1024)
+            .from_reader(TapReader { inner, tap: tap.clone() });
+        let mut file = CsvFile {
+            path: path.to_owned(),
+            encoding,
+            reader,
+            tap,
+            headers: Vec::new(),
+            record: csv::ByteRecord::new(),
+        };
+        let raw = match file.reader.byte_headers() {
+            Ok(h) => h.clone(),
+            Err(e) => return Err(file.csv_error(e, 1)),
+        };
+        if raw.is_empty() || (raw.len() == 1 && raw[0].is_empty()) {
+            return Err(ReadError::Empty { path: path.to_owned() });
+        }
+        let mut headers = Vec::with_capacity(raw.len());
+        for (i, cell) in raw.iter().enumerate() {
+            let cell = if i == 0 { cell.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(cell) } else { cell };
+            headers.push(file.decode(cell, 1, i + 1)?.trim().to_owned());
+        }
+        file.headers = headers;
+        Ok(file)
+    }
+
+    /// The header row, decoded and trimmed.
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    /// The file's path as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the next record into `fields` (cleared first). Returns the
+    /// record's line number, or `None` at the end of the file. Blank lines
+    /// are skipped by the CSV reader.
+    pub fn next_record(&mut self, fields: &mut Vec<String>) -> Result<Option<u64>, ReadError> {
+        let line_hint = self.reader.position().line();
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(false) => return Ok(None),
+            Ok(true) => {}
+            Err(e) => return Err(self.csv_error(e, line_hint)),
+        }
+        let line = match self.record.position() {
+            Some(p) => self.tap.borrow_mut().line_at(p.byte()),
+            None => line_hint,
+        };
+        fields.clear();
+        let record = std::mem::take(&mut self.record);
+        for (i, cell) in record.iter().enumerate() {
+            let text = self.decode(cell, line, i + 1);
+            match text {
+                Ok(text) => fields.push(text.into_owned()),
+                Err(e) => {
+                    self.record = record;
+                    return Err(e);
+                }
+            }
+        }
+        self.record = record;
+        Ok(Some(line))
+    }
+
+    /// The SHA-256 of every byte read so far, hex-encoded. After the last
+    /// record it is the hash of the whole file.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.tap.borrow().hasher.clone().finalize())
+    }
+
+    fn decode<'a>(&self, cell: &'a [u8], line: u64, column: usize) -> Result<std::borrow::Cow<'a, str>, ReadError> {
+        match self.encoding {
+            Encoding::Utf8 => std::str::from_utf8(cell)
+                .map(std::borrow::Cow::Borrowed)
+                .map_err(|_| ReadError::NotUtf8 { path: self.path.clone(), line, column }),
+            Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(cell).0),
+        }
+    }
+
+    fn csv_error(&self, e: csv::Error, line_hint: u64) -> ReadError {
+        let line = e.position().map(|p| p.line()).unwrap_or(line_hint);
+        match e.into_kind() {
+            csv::ErrorKind::Io(source) => ReadError::Io { path: self.path.clone(), source },
+            other => ReadError::Malformed { path: self.path.clone(), line, detail: format!("{other:?}") },
+        }
+    }
+}
+
+/// A pragmatic check of an email address: one `@`, a non-empty local part
+/// without spaces, and a domain of at least two dot-separated labels made of
+/// letters, digits and hyphens. It refuses what Webex refuses in practice
+/// (typos such as `jane@acme`, `jane.acme.com`, `jane@@acme.com`).
+pub fn is_valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else { return false };
+    if local.is_empty()
+        || local.len() > 64
+        || email.len() > 254
+        || local.starts_with('.')
+        || local.ends_with('.')
+        || local.contains("..")
+        || local.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\"@\\".contains(c))
+    {
+        return false;
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+        && labels.last().is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(bytes: &[u8], encoding: Encoding) -> Result<(Vec<String>, Vec<(u64, Vec<String>)>), ReadError> {
+        let mut file = CsvFile::from_reader(Path::new("t.csv"), Box::new(io::Cursor::new(bytes.to_vec())), encoding)?;
+        let headers = file.headers().to_vec();
+        let mut rows = Vec::new();
+        let mut fields = Vec::new();
+        while let Some(line) = file.next_record(&mut fields)? {
+            rows.push((line, fields.clone()));
+        }
+        Ok((headers, rows))
+    }
+
+    #[test]
+    fn headers_fold_case_spaces_underscores_and_hyphens() {
+        assert_eq!(normalize_header("Host Email"), "hostemail");
+        assert_eq!(normalize_header("host_email"), "hostemail");
+        assert_eq!(normalize_header("hostEmail"), "hostemail");
+        assert_eq!(normalize_header(" co-Hosts "), "cohosts");
+    }
+
+    #[test]
+    fn bom_is_stripped_and_line_numbers_are_the_files_own() {
+        let (headers, rows) = read_all(b"\xEF\xBB\xBFtitle,start\na,1\n\n\"multi\nline\",2\nc,3\n", Encoding::Utf8).unwrap();
+        assert_eq!(headers, vec!["title", "start"]);
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, vec![2, 4, 6]);
+        let (_, crlf) = read_all(b"title,start\r\na,1\r\n\r\n\r\nb,2", Encoding::Utf8).unwrap();
+        assert_eq!(crlf.iter().map(|r| r.0).collect::<Vec<_>>(), vec![2, 5]);
+        assert_eq!(rows[1].1[0], "multi\nline");
+    }
+
+    #[test]
+    fn non_utf8_names_the_first_bad_line_and_column() {
+        let err = read_all(b"title,agenda\nok,fine\nCaf\xe9,x\n", Encoding::Utf8).unwrap_err();
+        match err {
+            ReadError::NotUtf8 { line, column, .. } => assert_eq!((line, column), (3, 1)),
+            other => panic!("unexpected {other:?}"),
+        }
+        let (_, rows) = read_all(b"title,agenda\nCaf\xe9 \x80,x\n", Encoding::Windows1252).unwrap();
+        assert_eq!(rows[0].1[0], "Café €");
+    }
+
+    #[test]
+    fn hash_covers_the_whole_file() {
+        let bytes = b"a,b\n1,2\n";
+        let mut file = CsvFile::from_reader(Path::new("t"), Box::new(io::Cursor::new(bytes.to_vec())), Encoding::Utf8).unwrap();
+        let mut f = Vec::new();
+        while file.next_record(&mut f).unwrap().is_some() {}
+        assert_eq!(file.sha256_hex(), hex::encode(Sha256::digest(bytes)));
+    }
+
+    #[test]
+    fn emails() {
+        for ok in ["jane@acme.com", "jane.doe+x@mail.acme.co.uk", "a@b.io", "josé@acme.com"] {
+            assert!(is_valid_email(ok), "{ok}");
+        }
+        for bad in ["", "jane", "jane@acme", "@acme.com", "jane@@acme.com", "jane doe@acme.com", "jane@acme..com", "jane@-acme.com", "jane.@acme.com", "jane@acme.c", "jane@1.2"] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! webex-bulk: bulk Webex administration from spreadsheets.
+//!
+//! See ARCHITECTURE.md for the map. In short: `csvin` and `meetings` read and
+//! check a file (pure), `ingest` puts its rows in the `store` (the only SQL),
+//! `engine` carries them out through `webex` (the only HTTP) under the
+//! shared pacing of `rate` and `retry` and the shared tokens of `auth`;
+//! `cli` and `app` are the command line; `sim` is the bundled Webex simulator.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod csvin;
+pub mod demo;
+pub mod engine;
+pub mod ingest;
+pub mod meetings;
+pub mod progress;
+pub mod rate;
+pub mod report;
+pub mod retry;
+pub mod sim;
+pub mod store;
+pub mod webex;

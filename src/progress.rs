@@ -1,0 +1,204 @@
+//! What the user sees while a run goes on: an indicatif bar on a terminal,
+//! a plain status line every few seconds elsewhere, and log lines that do
+//! not break the bar.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::rate::Pause;
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// A bar on a terminal, plain lines otherwise.
+    Auto,
+    /// Always the bar.
+    Bar,
+    /// A plain status line every few seconds.
+    Plain,
+    /// Nothing until the summary.
+    None,
+}
+
+/// Live counters the workers update (the store stays the source of truth;
+/// these only feed the display).
+#[derive(Default)]
+pub struct Tally {
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    /// Rows waiting for a retry.
+    pub retrying: AtomicI64,
+    /// Rows finished in this process (for the rate).
+    pub finished_here: AtomicU64,
+    /// The current request rate we pace at, in millirequests per second (0: unlimited).
+    pub rate_milli: AtomicU64,
+}
+
+/// The bar that log lines must step around, if one is shown.
+static ACTIVE_BAR: OnceLock<Mutex<Option<ProgressBar>>> = OnceLock::new();
+
+fn active_bar() -> &'static Mutex<Option<ProgressBar>> {
+    ACTIVE_BAR.get_or_init(|| Mutex::new(None))
+}
+
+/// A `tracing` writer that prints on stderr above the progress bar.
+#[derive(Clone, Copy, Default)]
+pub struct LogWriter;
+
+/// One log line being written.
+pub struct LogLine(Vec<u8>);
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let bytes = std::mem::take(&mut self.0);
+        let print = || {
+            let _ = std::io::stderr().write_all(&bytes);
+        };
+        match active_bar().lock().ok().and_then(|b| b.clone()) {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+    fn make_writer(&'a self) -> LogLine {
+        LogLine(Vec::new())
+    }
+}
+
+/// The display of one run.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    plain: bool,
+    total: u64,
+    done_at_start: u64,
+    started: Instant,
+    tally: Arc<Tally>,
+    pause: Arc<Pause>,
+}
+
+impl Progress {
+    /// A display for a run of `total` rows of which `done` are already final.
+    pub fn new(mode: Mode, total: u64, done: u64, tally: Arc<Tally>, pause: Arc<Pause>) -> Progress {
+        let terminal = std::io::stderr().is_terminal();
+        let (bar, plain) = match mode {
+            Mode::Bar => (true, false),
+            Mode::Auto => (terminal, !terminal),
+            Mode::Plain => (false, true),
+            Mode::None => (false, false),
+        };
+        let bar = bar.then(|| {
+            let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
+            b.set_style(
+                ProgressStyle::with_template("{spinner:.green} {elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b.set_position(done);
+            b.enable_steady_tick(Duration::from_millis(125));
+            *active_bar().lock().expect("bar") = Some(b.clone());
+            b
+        });
+        Progress { bar, plain, total, done_at_start: done, started: Instant::now(), tally, pause }
+    }
+
+    fn line(&self) -> (u64, String) {
+        let t = &self.tally;
+        let here = t.finished_here.load(Ordering::Relaxed);
+        let done = (self.done_at_start + here).min(self.total);
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let per_sec = here as f64 / secs;
+        let left = self.total.saturating_sub(done);
+        let eta = if per_sec > 0.0 { format!("{}", humanize(Duration::from_secs_f64(left as f64 / per_sec))) } else { "-".into() };
+        let mut msg = format!(
+            "{:.1} rows/s, ETA {eta} | ok {} failed {} retrying {}",
+            per_sec,
+            t.succeeded.load(Ordering::Relaxed),
+            t.failed.load(Ordering::Relaxed),
+            t.retrying.load(Ordering::Relaxed).max(0),
+        );
+        let rate = t.rate_milli.load(Ordering::Relaxed);
+        if rate > 0 {
+            msg.push_str(&format!(" | rate {:.1}/s", rate as f64 / 1000.0));
+        }
+        if let Some(p) = self.pause.remaining() {
+            msg.push_str(&format!(" | paused by rate limit for {}s", p.as_secs_f64().ceil() as u64));
+        }
+        (done, msg)
+    }
+
+    /// Redraws (bar) or prints a status line (plain); call it periodically.
+    pub fn tick(&self) {
+        let (done, msg) = self.line();
+        if let Some(b) = &self.bar {
+            b.set_position(done);
+            b.set_message(msg);
+        } else if self.plain {
+            eprintln!("[{}] {done}/{} done, {msg}", humanize(self.started.elapsed()), self.total);
+        }
+    }
+
+    /// How often `tick` should be called.
+    pub fn interval(&self) -> Duration {
+        if self.bar.is_some() {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(5)
+        }
+    }
+
+    /// Whether anything is displayed.
+    pub fn visible(&self) -> bool {
+        self.bar.is_some() || self.plain
+    }
+
+    /// Removes the bar (the summary follows).
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            let (done, msg) = self.line();
+            b.set_position(done);
+            b.finish_with_message(msg);
+            *active_bar().lock().expect("bar") = None;
+        }
+    }
+}
+
+/// `1h02m`, `3m05s`, `12s`.
+pub fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(humanize(Duration::from_secs(12)), "12s");
+        assert_eq!(humanize(Duration::from_secs(185)), "3m05s");
+        assert_eq!(humanize(Duration::from_secs(3720)), "1h02m");
+    }
+}

@@ -1,0 +1,312 @@
+//! Access and refresh tokens, and the OAuth token endpoint `POST /v1/access_token`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::errors::TrackingId;
+use super::state::SimState;
+use super::SimConfig;
+
+/// Lifetime reported for refresh tokens (90 days), as Webex integrations get.
+const REFRESH_TOKEN_EXPIRES_IN: u64 = 90 * 24 * 3600;
+
+/// Book-keeping for one access token.
+#[derive(Debug)]
+struct AccessToken {
+    /// When it was issued (the simulator's start for the initial tokens).
+    issued: Instant,
+    /// Authenticated API requests made with it so far.
+    uses: u64,
+}
+
+/// Every token the simulator knows.
+#[derive(Debug)]
+pub(crate) struct TokenStore {
+    /// Access tokens ever issued; expired ones stay and are refused.
+    access: HashMap<String, AccessToken>,
+    /// Refresh tokens that can still be redeemed.
+    refresh: HashSet<String>,
+    /// How long an access token works after issuance; `None` = forever.
+    lifetime: Option<Duration>,
+    /// How many authenticated requests an access token may make; `None` = no limit.
+    max_requests: Option<u64>,
+}
+
+/// A fresh token pair handed out by a refresh.
+#[derive(Debug)]
+pub(crate) struct Grant {
+    /// The new access token.
+    pub(crate) access_token: String,
+    /// The refresh token the client must keep (the old one unless rotating).
+    pub(crate) refresh_token: String,
+}
+
+impl TokenStore {
+    /// The store with the configured initial tokens, issued at `now`.
+    pub(crate) fn new(config: &SimConfig, now: Instant) -> Self {
+        let access = config
+            .access_tokens
+            .iter()
+            .map(|token| {
+                (
+                    token.clone(),
+                    AccessToken {
+                        issued: now,
+                        uses: 0,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            access,
+            refresh: config.refresh_tokens.iter().cloned().collect(),
+            lifetime: config.token_lifetime,
+            max_requests: config.token_max_requests,
+        }
+    }
+
+    /// Accepts an API request made with `token` if the token is known, not expired and
+    /// within its request budget; an accepted request uses up one unit of the budget.
+    pub(crate) fn authorize(&mut self, token: &str, now: Instant) -> bool {
+        let Some(entry) = self.access.get_mut(token) else {
+            return false;
+        };
+        let expired = self
+            .lifetime
+            .is_some_and(|lifetime| now.saturating_duration_since(entry.issued) >= lifetime);
+        let exhausted = self.max_requests.is_some_and(|max| entry.uses >= max);
+        if expired || exhausted {
+            return false;
+        }
+        entry.uses += 1;
+        true
+    }
+
+    /// Redeems `refresh_token` for a new access token; `None` if it is unknown or used up.
+    /// With `rotate`, the used refresh token dies and a new one is issued.
+    pub(crate) fn refresh(
+        &mut self,
+        refresh_token: &str,
+        rotate: bool,
+        now: Instant,
+    ) -> Option<Grant> {
+        if !self.refresh.contains(refresh_token) {
+            return None;
+        }
+        let refresh_token = if rotate {
+            self.refresh.remove(refresh_token);
+            let fresh = new_token("rt");
+            self.refresh.insert(fresh.clone());
+            fresh
+        } else {
+            refresh_token.to_owned()
+        };
+        let access_token = new_token("at");
+        self.access.insert(
+            access_token.clone(),
+            AccessToken {
+                issued: now,
+                uses: 0,
+            },
+        );
+        Some(Grant {
+            access_token,
+            refresh_token,
+        })
+    }
+}
+
+/// A random token string such as `sim-at-<32 hex>`.
+fn new_token(kind: &str) -> String {
+    format!("sim-{kind}-{}", Uuid::new_v4().simple())
+}
+
+/// The bearer token of an `Authorization: Bearer <token>` header value.
+pub(crate) fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The form fields of a token request (all optional so that missing ones get an OAuth error).
+#[derive(Debug, Deserialize)]
+pub(crate) struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+}
+
+/// An OAuth error answer: `{"error", "error_description", "message", "trackingId"}`.
+#[derive(Debug)]
+struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+}
+
+impl OAuthError {
+    fn bad_request(error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error,
+            description: description.into(),
+        }
+    }
+
+    fn into_response(self, tracking: &TrackingId) -> Response {
+        let body = json!({
+            "error": self.error,
+            "error_description": self.description,
+            "message": self.description,
+            "trackingId": tracking.0,
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// `POST /v1/access_token`: the refresh-token grant.
+pub(crate) async fn access_token(
+    State(sim): State<Arc<SimState>>,
+    tracking: TrackingId,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Response {
+    match grant(&sim, form) {
+        Ok(body) => {
+            sim.record(|stats| stats.refreshes += 1);
+            Json(body).into_response()
+        }
+        Err(error) => {
+            sim.record(|stats| stats.refresh_failures += 1);
+            error.into_response(&tracking)
+        }
+    }
+}
+
+/// Checks a token request and, if it is good, issues the tokens (the JSON answer).
+fn grant(
+    sim: &SimState,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<serde_json::Value, OAuthError> {
+    let Form(form) = form
+        .map_err(|rejection| OAuthError::bad_request("invalid_request", rejection.body_text()))?;
+    match form.grant_type.as_deref() {
+        Some("refresh_token") => {}
+        Some(other) => {
+            return Err(OAuthError::bad_request(
+                "unsupported_grant_type",
+                format!("The grant type '{other}' is not supported by the simulator."),
+            ))
+        }
+        None => {
+            return Err(OAuthError::bad_request(
+                "invalid_request",
+                "The parameter grant_type is required.",
+            ))
+        }
+    }
+    check_client(&sim.config, &form)?;
+    let refresh_token = form.refresh_token.as_deref().ok_or_else(|| {
+        OAuthError::bad_request(
+            "invalid_request",
+            "The parameter refresh_token is required.",
+        )
+    })?;
+    let grant = sim
+        .tokens()
+        .refresh(
+            refresh_token,
+            sim.config.rotate_refresh_tokens,
+            Instant::now(),
+        )
+        .ok_or_else(|| {
+            OAuthError::bad_request(
+                "invalid_grant",
+                "The refresh token provided is expired, revoked, malformed, or invalid.",
+            )
+        })?;
+    Ok(json!({
+        "access_token": grant.access_token,
+        "expires_in": reported_expires_in(&sim.config),
+        "refresh_token": grant.refresh_token,
+        "refresh_token_expires_in": REFRESH_TOKEN_EXPIRES_IN,
+        "token_type": "Bearer",
+    }))
+}
+
+/// 401 `invalid_client` unless the client id and secret are the configured ones.
+fn check_client(config: &SimConfig, form: &TokenForm) -> Result<(), OAuthError> {
+    let id_ok = form.client_id.as_deref() == Some(config.client_id.as_str());
+    let secret_ok = form.client_secret.as_deref() == Some(config.client_secret.as_str());
+    if id_ok && secret_ok {
+        return Ok(());
+    }
+    Err(OAuthError {
+        status: StatusCode::UNAUTHORIZED,
+        error: "invalid_client",
+        description: "Client authentication failed: unknown client_id or wrong client_secret."
+            .to_owned(),
+    })
+}
+
+/// `expires_in` of issued access tokens: the real lifetime (whole seconds, rounded
+/// down) when one is configured, else `issued_expires_in`.
+fn reported_expires_in(config: &SimConfig) -> u64 {
+    config
+        .token_lifetime
+        .map_or(config.issued_expires_in, |lifetime| lifetime.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(config: SimConfig) -> (TokenStore, Instant) {
+        let now = Instant::now();
+        (TokenStore::new(&config, now), now)
+    }
+
+    #[test]
+    fn request_budget_and_lifetime() {
+        let (mut tokens, t0) = store(SimConfig {
+            token_max_requests: Some(2),
+            token_lifetime: Some(Duration::from_secs(10)),
+            ..SimConfig::default()
+        });
+        assert!(!tokens.authorize("nope", t0));
+        assert!(tokens.authorize("sim-access-token", t0));
+        assert!(tokens.authorize("sim-access-token", t0));
+        assert!(!tokens.authorize("sim-access-token", t0));
+        let grant = tokens.refresh("sim-refresh-token", false, t0).unwrap();
+        assert_eq!(grant.refresh_token, "sim-refresh-token");
+        assert!(tokens.authorize(&grant.access_token, t0 + Duration::from_secs(9)));
+        assert!(!tokens.authorize(&grant.access_token, t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn rotation_retires_the_used_refresh_token() {
+        let (mut tokens, t0) = store(SimConfig::default());
+        let grant = tokens.refresh("sim-refresh-token", true, t0).unwrap();
+        assert_ne!(grant.refresh_token, "sim-refresh-token");
+        assert!(tokens.refresh("sim-refresh-token", true, t0).is_none());
+        assert!(tokens.refresh(&grant.refresh_token, true, t0).is_some());
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+}

@@ -1,0 +1,156 @@
+//! The checks every `/v1/*` request passes before its handler, in this order:
+//! count it, wait the configured latency, rate limit (429), access token (401),
+//! injected failure (5xx). The token endpoint only gets the first two.
+//! The gate also attaches the tracking id to the request and to the answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::auth::bearer_token;
+use super::errors::{ApiError, TrackingId, TRACKING_HEADER};
+use super::limiter::Verdict;
+use super::state::SimState;
+use super::SimConfig;
+
+/// Prefix of the simulated REST API; other paths (such as `/_sim/stats`) skip the gate.
+const API_PREFIX: &str = "/v1/";
+
+/// The OAuth token endpoint, exempt from rate limit, auth and injected failures.
+pub(crate) const TOKEN_PATH: &str = "/v1/access_token";
+
+/// Middleware running the checks; see the module documentation.
+pub(crate) async fn gate(
+    State(sim): State<Arc<SimState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !request.uri().path().starts_with(API_PREFIX) {
+        return next.run(request).await;
+    }
+    sim.record(|stats| stats.requests += 1);
+    let tracking = TrackingId::from_headers(request.headers());
+    request.extensions_mut().insert(tracking.clone());
+    if !sim.config.latency.is_zero() {
+        tokio::time::sleep(sim.config.latency).await;
+    }
+    let checked = if request.uri().path() == TOKEN_PATH {
+        Ok(())
+    } else {
+        admit(&sim, request.headers())
+    };
+    let mut response = match checked {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(&sim.config, &tracking),
+    };
+    if let Ok(value) = HeaderValue::from_str(&tracking.0) {
+        response.headers_mut().insert(TRACKING_HEADER, value);
+    }
+    response
+}
+
+/// Why the gate answered instead of the handler.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Refusal {
+    /// 429: the bucket is empty or a Retry-After window is open.
+    RateLimited,
+    /// 401: no valid access token.
+    Unauthorized,
+    /// An injected 500/502/503.
+    Injected(StatusCode),
+}
+
+impl Refusal {
+    /// The Webex error answer (with `Retry-After` for a 429).
+    fn into_response(self, config: &SimConfig, tracking: &TrackingId) -> Response {
+        let (status, message) = match self {
+            Refusal::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests have been sent in a given amount of time and the request has been rate limited.".to_owned(),
+            ),
+            Refusal::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "The request requires a valid access token set in the Authorization request header.".to_owned(),
+            ),
+            Refusal::Injected(status) => (
+                status,
+                format!(
+                    "{} (injected by the simulator; nothing was done).",
+                    status.canonical_reason().unwrap_or("Server error")
+                ),
+            ),
+        };
+        let mut response = ApiError::new(status, message, tracking).into_response();
+        if self == Refusal::RateLimited {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, retry_after(config));
+        }
+        response
+    }
+}
+
+/// The `Retry-After` value: the configured literal if any, else the window in seconds.
+fn retry_after(config: &SimConfig) -> HeaderValue {
+    config
+        .retry_after_raw
+        .as_deref()
+        .and_then(|raw| HeaderValue::from_str(raw).ok())
+        .unwrap_or_else(|| HeaderValue::from(config.retry_after_secs))
+}
+
+/// Runs the rate limit, auth and failure-injection checks of an API request,
+/// counting each refusal.
+fn admit(sim: &SimState, headers: &HeaderMap) -> Result<(), Refusal> {
+    check_rate_limit(sim)?;
+    check_auth(sim, headers)?;
+    inject_failure(sim)
+}
+
+/// Refuses when the bucket is empty or a Retry-After window is open.
+fn check_rate_limit(sim: &SimState) -> Result<(), Refusal> {
+    let verdict = sim.limiter().check(Instant::now());
+    match verdict {
+        Verdict::Allowed => return Ok(()),
+        Verdict::Opened => sim.record(|stats| stats.rate_limited += 1),
+        Verdict::InWindow { early } => sim.record(|stats| {
+            stats.rate_limited += 1;
+            stats.in_window_requests += 1;
+            stats.early_requests += u64::from(early);
+        }),
+    }
+    Err(Refusal::RateLimited)
+}
+
+/// Refuses unless the request carries a valid bearer access token (which then uses up
+/// one request of its budget).
+fn check_auth(sim: &SimState, headers: &HeaderMap) -> Result<(), Refusal> {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token);
+    if token.is_some_and(|token| sim.tokens().authorize(token, Instant::now())) {
+        return Ok(());
+    }
+    sim.record(|stats| stats.unauthorized += 1);
+    Err(Refusal::Unauthorized)
+}
+
+/// With probability `fail_rate`, refuses with a 500/502/503 instead of doing anything.
+fn inject_failure(sim: &SimState) -> Result<(), Refusal> {
+    if !sim.chance(sim.config.fail_rate) {
+        return Ok(());
+    }
+    let status = sim.pick(&[
+        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::BAD_GATEWAY,
+        StatusCode::SERVICE_UNAVAILABLE,
+    ]);
+    sim.record(|stats| stats.injected_failures += 1);
+    Err(Refusal::Injected(status))
+}

@@ -1,0 +1,145 @@
+//! The shared rate limit: a token bucket for all API requests together, plus the
+//! Retry-After window that a 429 opens.
+
+use std::time::{Duration, Instant};
+
+/// What the limiter decided for one request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Verdict {
+    /// Go on to the next check.
+    Allowed,
+    /// The bucket was empty: answer 429; this request opened a new window.
+    Opened,
+    /// A window was open: answer 429. `early` when the request arrived more than the
+    /// grace period after the window opened (the client ignored Retry-After).
+    InWindow { early: bool },
+}
+
+/// A Retry-After window: every API request inside it is refused.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    /// When the 429 that opened it was decided.
+    opened: Instant,
+    /// First instant after the window.
+    closes: Instant,
+}
+
+/// Token bucket with a Retry-After window.
+#[derive(Debug)]
+pub(crate) struct RateLimiter {
+    /// Tokens added per second; `None` means unlimited (no bucket, no windows).
+    rate: Option<f64>,
+    /// Bucket capacity: `max(1, rate)`.
+    burst: f64,
+    /// Tokens available now (as of `refilled_at`).
+    tokens: f64,
+    /// When `tokens` was last brought up to date.
+    refilled_at: Instant,
+    /// The window opened by the last 429, while it may still be open.
+    window: Option<Window>,
+    /// How long a window lasts (`retry_after_secs`).
+    window_len: Duration,
+    /// Requests arriving within this time after a window opened are not `early`.
+    early_grace: Duration,
+}
+
+impl RateLimiter {
+    /// A limiter with a full bucket.
+    pub(crate) fn new(
+        rate: Option<f64>,
+        window_len: Duration,
+        early_grace: Duration,
+        now: Instant,
+    ) -> Self {
+        let burst = rate.map_or(1.0, |rate| rate.max(1.0));
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            refilled_at: now,
+            window: None,
+            window_len,
+            early_grace,
+        }
+    }
+
+    /// Decides on one API request arriving at `now`.
+    pub(crate) fn check(&mut self, now: Instant) -> Verdict {
+        if let Some(window) = self.window {
+            if now < window.closes {
+                let early = now.saturating_duration_since(window.opened) > self.early_grace;
+                return Verdict::InWindow { early };
+            }
+            self.window = None;
+        }
+        let Some(rate) = self.rate else {
+            return Verdict::Allowed;
+        };
+        self.refill(rate, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Verdict::Allowed;
+        }
+        self.window = Some(Window {
+            opened: now,
+            closes: now + self.window_len,
+        });
+        Verdict::Opened
+    }
+
+    /// Adds the tokens earned since the last refill, up to the burst.
+    fn refill(&mut self, rate: f64, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.refilled_at);
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * rate.max(0.0)).min(self.burst);
+        self.refilled_at = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn unlimited_always_allows() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(None, SEC, SEC, t0);
+        for _ in 0..1000 {
+            assert_eq!(limiter.check(t0), Verdict::Allowed);
+        }
+    }
+
+    #[test]
+    fn burst_then_window_then_refill() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(Some(2.0), 2 * SEC, SEC, t0);
+        assert_eq!(limiter.check(t0), Verdict::Allowed);
+        assert_eq!(limiter.check(t0), Verdict::Allowed);
+        assert_eq!(limiter.check(t0), Verdict::Opened);
+        // Within the grace: forgiven; after it: early. Neither extends the window.
+        assert_eq!(
+            limiter.check(t0 + SEC / 2),
+            Verdict::InWindow { early: false }
+        );
+        assert_eq!(
+            limiter.check(t0 + SEC * 3 / 2),
+            Verdict::InWindow { early: true }
+        );
+        // Window closed at t0 + 2 s; the bucket refilled meanwhile (capped at burst 2).
+        assert_eq!(limiter.check(t0 + 2 * SEC), Verdict::Allowed);
+        assert_eq!(limiter.check(t0 + 2 * SEC), Verdict::Allowed);
+        assert_eq!(limiter.check(t0 + 2 * SEC), Verdict::Opened);
+    }
+
+    #[test]
+    fn slow_rate_has_burst_of_one() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(Some(0.5), SEC, SEC, t0);
+        assert_eq!(limiter.check(t0), Verdict::Allowed);
+        assert_eq!(limiter.check(t0), Verdict::Opened);
+        // After the window, half a token has accrued: still empty, a new window opens.
+        assert_eq!(limiter.check(t0 + SEC), Verdict::Opened);
+        assert_eq!(limiter.check(t0 + 4 * SEC), Verdict::Allowed);
+    }
+}

@@ -1,0 +1,465 @@
+//! Stored meetings and the `/v1/meetings` handlers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::errors::{ApiError, TrackingId};
+use super::server::ConnectionKill;
+use super::state::SimState;
+use super::times::{format_in, parse_instant};
+use super::validate::{is_valid_email, validate_create, NewMeeting};
+
+/// The user every access token belongs to: the default host and the user whose
+/// meetings a listing without `hostEmail` shows.
+pub(crate) const DEFAULT_HOST: &str = "admin@sim.example.com";
+/// Site of every meeting.
+const SITE_URL: &str = "sim.webex.com";
+/// Listing window when `from` or `to` is missing.
+const DEFAULT_WINDOW: TimeDelta = TimeDelta::days(7);
+/// `max` of a listing when not given, and its upper bound.
+const DEFAULT_MAX: usize = 10;
+const MAX_MAX: usize = 100;
+
+/// A stored meeting series.
+#[derive(Clone, Debug)]
+pub(crate) struct Meeting {
+    /// 32 hex characters.
+    id: String,
+    /// Nine digits, unique among all meetings ever created.
+    meeting_number: String,
+    /// Password given or generated.
+    password: String,
+    /// 6-digit host key.
+    host_key: String,
+    /// The host (given or [`DEFAULT_HOST`]).
+    host_email: String,
+    /// The validated request.
+    request: NewMeeting,
+}
+
+impl Meeting {
+    /// True when `email` hosts the meeting or is invited to it.
+    fn concerns(&self, email: &str) -> bool {
+        self.host_email.eq_ignore_ascii_case(email)
+            || self
+                .request
+                .invitee_emails
+                .iter()
+                .any(|invitee| invitee.eq_ignore_ascii_case(email))
+    }
+
+    /// True when the meeting overlaps `[from, to)`.
+    fn overlaps(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
+        self.request.start < to && self.request.end > from
+    }
+
+    /// True when the meeting carries `tag`.
+    fn has_tag(&self, tag: &str) -> bool {
+        self.request.integration_tags.iter().any(|own| own == tag)
+    }
+
+    /// The MeetingSeriesObject answered by create, get and list.
+    pub(crate) fn to_json(&self) -> Value {
+        let request = &self.request;
+        let tz = request.timezone;
+        let mut body = json!({
+            "id": self.id,
+            "meetingNumber": self.meeting_number,
+            "title": request.title,
+            "password": self.password,
+            "meetingType": "meetingSeries",
+            "state": "active",
+            "timezone": tz.name(),
+            "start": format_in(request.start, tz),
+            "end": format_in(request.end, tz),
+            "hostUserId": host_user_id(&self.host_email),
+            "hostDisplayName": display_name(&self.host_email),
+            "hostEmail": self.host_email,
+            "hostKey": self.host_key,
+            "siteUrl": SITE_URL,
+            "webLink": format!("https://{SITE_URL}/sim/j.php?MTID=m{}", self.id),
+            "sipAddress": format!("{}@{SITE_URL}", self.meeting_number),
+            "enabledAutoRecordMeeting": request.enabled_auto_record_meeting,
+            "enabledBreakoutSessions": false,
+            "scheduledType": "meeting",
+            "telephony": {
+                "accessCode": self.meeting_number,
+                "callInNumbers": [
+                    {"label": "Sim Toll", "callInNumber": "+1-555-0100", "tollType": "toll"}
+                ]
+            },
+        });
+        let optional = [
+            (
+                "agenda",
+                request.agenda.as_ref().map(|agenda| json!(agenda)),
+            ),
+            (
+                "recurrence",
+                request.recurrence.as_ref().map(|rule| json!(rule)),
+            ),
+            (
+                "integrationTags",
+                (!request.integration_tags.is_empty()).then(|| json!(request.integration_tags)),
+            ),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                body[key] = value;
+            }
+        }
+        body
+    }
+}
+
+/// `hostUserId`: a stable id derived from the host's email.
+fn host_user_id(email: &str) -> String {
+    let hex: String = email
+        .to_ascii_lowercase()
+        .bytes()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("SIM_PEOPLE_{hex}")
+}
+
+/// `hostDisplayName`: the email's local part in words, `john.andersen` → `John Andersen`.
+fn display_name(email: &str) -> String {
+    let local = email.split('@').next().unwrap_or(email);
+    local
+        .split(['.', '_', '-', '+'])
+        .filter(|word| !word.is_empty())
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_uppercase().chain(chars).collect::<String>()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Every meeting the simulator holds, in creation order.
+#[derive(Debug, Default)]
+pub(crate) struct MeetingStore {
+    /// Stored meetings, oldest first.
+    meetings: Vec<Meeting>,
+    /// Meeting numbers ever handed out (never reused, even after a delete).
+    numbers: HashSet<String>,
+}
+
+impl MeetingStore {
+    /// Meetings stored now.
+    pub(crate) fn len(&self) -> usize {
+        self.meetings.len()
+    }
+
+    /// Stores a new meeting; the flag tells whether one of its integration tags was
+    /// already on a stored meeting (Webex creates it anyway).
+    pub(crate) fn insert(&mut self, request: NewMeeting) -> (Meeting, bool) {
+        let duplicate = self.meetings.iter().any(|meeting| {
+            request
+                .integration_tags
+                .iter()
+                .any(|tag| meeting.has_tag(tag))
+        });
+        let mut rng = rand::rng();
+        let meeting = Meeting {
+            id: Uuid::new_v4().simple().to_string(),
+            meeting_number: self.fresh_number(),
+            password: request
+                .password
+                .clone()
+                .unwrap_or_else(|| format!("Sim{:05}", rng.random_range(0..100_000))),
+            host_key: format!("{:06}", rng.random_range(0..1_000_000)),
+            host_email: request
+                .host_email
+                .clone()
+                .unwrap_or_else(|| DEFAULT_HOST.to_owned()),
+            request,
+        };
+        self.meetings.push(meeting.clone());
+        (meeting, duplicate)
+    }
+
+    /// A nine-digit meeting number not handed out before.
+    fn fresh_number(&mut self) -> String {
+        loop {
+            let number = rand::rng()
+                .random_range(100_000_000..1_000_000_000u32)
+                .to_string();
+            if self.numbers.insert(number.clone()) {
+                return number;
+            }
+        }
+    }
+
+    /// The meeting with this id.
+    pub(crate) fn get(&self, id: &str) -> Option<&Meeting> {
+        self.meetings.iter().find(|meeting| meeting.id == id)
+    }
+
+    /// Deletes the meeting with this id; false if there is none.
+    pub(crate) fn remove(&mut self, id: &str) -> bool {
+        let before = self.meetings.len();
+        self.meetings.retain(|meeting| meeting.id != id);
+        self.meetings.len() < before
+    }
+
+    /// The meetings a listing returns, sorted by start (then creation order).
+    fn list(&self, query: &ListQuery) -> Vec<Value> {
+        let mut found: Vec<&Meeting> = self
+            .meetings
+            .iter()
+            .filter(|meeting| meeting.concerns(&query.host))
+            .filter(|meeting| query.tag.as_deref().is_none_or(|tag| meeting.has_tag(tag)))
+            .filter(|meeting| meeting.overlaps(query.from, query.to))
+            .collect();
+        found.sort_by_key(|meeting| meeting.request.start);
+        found
+            .iter()
+            .take(query.max)
+            .map(|meeting| meeting.to_json())
+            .collect()
+    }
+
+    /// Every stored meeting as GET returns it, in creation order.
+    pub(crate) fn all_json(&self) -> Vec<Value> {
+        self.meetings.iter().map(Meeting::to_json).collect()
+    }
+}
+
+/// `POST /v1/meetings`. With probability `drop_rate` the meeting is stored and the
+/// connection is then dropped without an answer.
+pub(crate) async fn create(
+    State(sim): State<Arc<SimState>>,
+    tracking: TrackingId,
+    Extension(kill): Extension<ConnectionKill>,
+    body: Bytes,
+) -> Response {
+    let request = match validate_create(&body, Utc::now()) {
+        Ok(request) => request,
+        Err(problems) => return ApiError::invalid(problems, &tracking).into_response(),
+    };
+    let drop_answer = sim.chance(sim.config.drop_rate);
+    let (meeting, duplicate) = sim.meetings().insert(request);
+    sim.record(|stats| {
+        stats.creates += 1;
+        stats.duplicates += u64::from(duplicate);
+        stats.dropped += u64::from(drop_answer);
+    });
+    if drop_answer {
+        kill.trigger();
+        return std::future::pending().await;
+    }
+    Json(meeting.to_json()).into_response()
+}
+
+/// Query parameters of `GET /v1/meetings` that the simulator supports.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ListParams {
+    integration_tag: Option<String>,
+    host_email: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    max: Option<String>,
+    meeting_type: Option<String>,
+}
+
+/// A checked listing request.
+#[derive(Debug)]
+struct ListQuery {
+    /// Only meetings with this integration tag.
+    tag: Option<String>,
+    /// Only meetings this user hosts or is invited to.
+    host: String,
+    /// Window start (inclusive).
+    from: DateTime<Utc>,
+    /// Window end (exclusive).
+    to: DateTime<Utc>,
+    /// Most items returned.
+    max: usize,
+}
+
+/// `GET /v1/meetings`.
+pub(crate) async fn list(
+    State(sim): State<Arc<SimState>>,
+    tracking: TrackingId,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Response {
+    let query = params
+        .map_err(|rejection| vec![rejection.body_text()])
+        .and_then(|Query(params)| check_list(params, Utc::now()));
+    match query {
+        Ok(query) => Json(json!({ "items": sim.meetings().list(&query) })).into_response(),
+        Err(problems) => ApiError::invalid(problems, &tracking).into_response(),
+    }
+}
+
+/// Checks listing parameters and fills in the meetingSeries window defaults.
+fn check_list(params: ListParams, now: DateTime<Utc>) -> Result<ListQuery, Vec<String>> {
+    let mut problems = Vec::new();
+    if let Some(kind) = params
+        .meeting_type
+        .as_deref()
+        .filter(|kind| *kind != "meetingSeries")
+    {
+        problems.push(format!(
+            "meetingType '{kind}' is not supported by the simulator (only meetingSeries)."
+        ));
+    }
+    let max = check_max(params.max.as_deref(), &mut problems);
+    let mut parse = |field: &str, value: Option<&str>| {
+        value.and_then(|text| {
+            parse_instant(text, Tz::UTC)
+                .map_err(|reason| problems.push(format!("{field}: {reason}")))
+                .ok()
+        })
+    };
+    let (from, to) = window(
+        parse("from", params.from.as_deref()),
+        parse("to", params.to.as_deref()),
+        now,
+    );
+    if from > to {
+        problems.push("from cannot be after to.".to_owned());
+    }
+    let host = params.host_email.unwrap_or_else(|| DEFAULT_HOST.to_owned());
+    if !is_valid_email(&host) {
+        problems.push(format!("hostEmail '{host}' is not a valid email address."));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(ListQuery {
+        tag: params.integration_tag,
+        host,
+        from,
+        to,
+        max,
+    })
+}
+
+/// `max`: 1..=100, default 10.
+fn check_max(max: Option<&str>, problems: &mut Vec<String>) -> usize {
+    let Some(text) = max else {
+        return DEFAULT_MAX;
+    };
+    match text.trim().parse::<usize>() {
+        Ok(max @ 1..=MAX_MAX) => max,
+        Ok(max) if max > MAX_MAX => {
+            problems.push(format!("max cannot be greater than {MAX_MAX} (got {max})."));
+            DEFAULT_MAX
+        }
+        _ => {
+            problems.push(format!(
+                "max must be a whole number from 1 to {MAX_MAX} (got '{text}')."
+            ));
+            DEFAULT_MAX
+        }
+    }
+}
+
+/// The meetingSeries window: neither bound → [now, now + 7 d); one bound → the other
+/// is 7 days away from it.
+fn window(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    match (from, to) {
+        (Some(from), Some(to)) => (from, to),
+        (Some(from), None) => (from, from + DEFAULT_WINDOW),
+        (None, Some(to)) => (to - DEFAULT_WINDOW, to),
+        (None, None) => (now, now + DEFAULT_WINDOW),
+    }
+}
+
+/// `GET /v1/meetings/{meetingId}`.
+pub(crate) async fn get_one(
+    State(sim): State<Arc<SimState>>,
+    tracking: TrackingId,
+    Path(id): Path<String>,
+) -> Response {
+    match sim.meetings().get(&id) {
+        Some(meeting) => Json(meeting.to_json()).into_response(),
+        None => ApiError::not_found(&tracking).into_response(),
+    }
+}
+
+/// `DELETE /v1/meetings/{meetingId}` (`hostEmail` and `sendEmail` are accepted and ignored).
+pub(crate) async fn delete_one(
+    State(sim): State<Arc<SimState>>,
+    tracking: TrackingId,
+    Path(id): Path<String>,
+) -> Response {
+    if sim.meetings().remove(&id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        ApiError::not_found(&tracking).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn window_defaults() {
+        let now = at("2027-01-10T12:00:00Z");
+        let day = |d: u32| at(&format!("2027-01-{d:02}T12:00:00Z"));
+        assert_eq!(window(None, None, now), (now, day(17)));
+        assert_eq!(window(Some(day(20)), None, now), (day(20), day(27)));
+        assert_eq!(window(None, Some(day(20)), now), (day(13), day(20)));
+        assert_eq!(window(Some(day(1)), Some(day(2)), now), (day(1), day(2)));
+    }
+
+    #[test]
+    fn list_parameters() {
+        let now = at("2027-01-10T12:00:00Z");
+        let params = |max: &str| ListParams {
+            max: Some(max.to_owned()),
+            ..ListParams::default()
+        };
+        assert_eq!(check_list(params("100"), now).unwrap().max, 100);
+        assert!(check_list(params("101"), now).unwrap_err()[0].contains("greater than 100"));
+        assert!(check_list(params("0"), now).is_err());
+        assert!(check_list(params("ten"), now).is_err());
+        let backwards = ListParams {
+            from: Some("2027-01-12".into()),
+            to: Some("2027-01-11".into()),
+            ..ListParams::default()
+        };
+        assert_eq!(
+            check_list(backwards, now).unwrap_err(),
+            ["from cannot be after to."]
+        );
+        let default = check_list(ListParams::default(), now).unwrap();
+        assert_eq!((default.host.as_str(), default.max), (DEFAULT_HOST, 10));
+    }
+
+    #[test]
+    fn display_names() {
+        assert_eq!(display_name("john.andersen@example.com"), "John Andersen");
+        assert_eq!(display_name(DEFAULT_HOST), "Admin");
+    }
+}

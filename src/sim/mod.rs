@@ -1,0 +1,222 @@
+//! A simulator of the parts of the Webex REST API that `webex-bulk` uses: the OAuth
+//! refresh grant and meeting create / list / get / delete, answering as the public
+//! OpenAPI spec describes, with rate limits, token expiry, injected failures and
+//! dropped connections to exercise the client.
+//!
+//! Start it with [`start`]; it serves `/v1/*` like `https://webexapis.com/v1` and
+//! `GET /_sim/stats` (the [`SimStats`] counters, no auth).
+//!
+//! Every `/v1/*` request passes, in order: counting, latency, rate limit (429 with
+//! `Retry-After`, and a window during which every request gets 429), access-token
+//! check (401), injected failure (500/502/503), then its handler. The token endpoint
+//! only gets counting and latency.
+
+mod auth;
+mod errors;
+mod gate;
+mod limiter;
+mod meetings;
+mod server;
+mod state;
+mod times;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use state::SimState;
+
+/// How the simulator behaves. `SimConfig::default()` is a well-behaved Webex with one
+/// valid access token (`sim-access-token`) and one refresh token (`sim-refresh-token`).
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Access tokens valid at start (default `["sim-access-token"]`).
+    pub access_tokens: Vec<String>,
+    /// Refresh tokens valid at start (default `["sim-refresh-token"]`).
+    pub refresh_tokens: Vec<String>,
+    /// OAuth client id the token endpoint accepts (default `sim-client-id`).
+    pub client_id: String,
+    /// OAuth client secret the token endpoint accepts (default `sim-client-secret`).
+    pub client_secret: String,
+    /// How long each access token works after issuance (initial ones: from the
+    /// simulator's start); `None` = forever.
+    pub token_lifetime: Option<Duration>,
+    /// Each access token stops working after this many authenticated API requests
+    /// (deterministic expiry for tests); `None` = no limit.
+    pub token_max_requests: Option<u64>,
+    /// `expires_in` reported for tokens issued by a refresh (default 3600); when
+    /// `token_lifetime` is set, its whole seconds are reported instead.
+    pub issued_expires_in: u64,
+    /// A refresh returns a new refresh token and retires the one used (default false:
+    /// the same refresh token comes back and stays valid).
+    pub rotate_refresh_tokens: bool,
+    /// API requests per second allowed, all tokens together (token bucket with a burst
+    /// of `max(1, rate)`); `None` = unlimited.
+    pub rate_limit: Option<f64>,
+    /// `Retry-After` seconds sent with a 429, and the length of the window it opens
+    /// (default 2).
+    pub retry_after_secs: u64,
+    /// If set, this literal is sent as `Retry-After` instead (e.g. `rand(30),add(30)`);
+    /// the window still lasts `retry_after_secs`.
+    pub retry_after_raw: Option<String>,
+    /// Requests arriving within this time after a window opened were already in flight
+    /// and are not counted as `early_requests` (default 1 s).
+    pub early_grace: Duration,
+    /// Share (0..=1) of API requests answered with an injected 500/502/503 without doing
+    /// anything.
+    pub fail_rate: f64,
+    /// Share (0..=1) of valid meeting creates that are carried out and then answered by
+    /// dropping the TCP connection.
+    pub drop_rate: f64,
+    /// Added before answering each `/v1/*` request.
+    pub latency: Duration,
+    /// Seed of the RNG behind the fail/drop decisions (default 1).
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            access_tokens: vec!["sim-access-token".to_owned()],
+            refresh_tokens: vec!["sim-refresh-token".to_owned()],
+            client_id: "sim-client-id".to_owned(),
+            client_secret: "sim-client-secret".to_owned(),
+            token_lifetime: None,
+            token_max_requests: None,
+            issued_expires_in: 3600,
+            rotate_refresh_tokens: false,
+            rate_limit: None,
+            retry_after_secs: 2,
+            retry_after_raw: None,
+            early_grace: Duration::from_secs(1),
+            fail_rate: 0.0,
+            drop_rate: 0.0,
+            latency: Duration::ZERO,
+            seed: 1,
+        }
+    }
+}
+
+/// Counters of what the simulator saw and did (`GET /_sim/stats`, [`SimHandle::stats`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SimStats {
+    /// Every HTTP request to `/v1/*` (including the token endpoint).
+    pub requests: u64,
+    /// Meetings created (creates carried out, including those answered by a drop).
+    pub creates: u64,
+    /// Creates with an integration tag that a stored meeting already had.
+    pub duplicates: u64,
+    /// Successful token grants.
+    pub refreshes: u64,
+    /// Rejected token grants.
+    pub refresh_failures: u64,
+    /// 429 answers.
+    pub rate_limited: u64,
+    /// Requests that arrived in a Retry-After window more than `early_grace` after it
+    /// opened (the client ignored Retry-After).
+    pub early_requests: u64,
+    /// Requests that arrived while a Retry-After window was open.
+    pub in_window_requests: u64,
+    /// Injected 5xx answers.
+    pub injected_failures: u64,
+    /// Connections dropped after a carried-out create.
+    pub dropped: u64,
+    /// 401 answers.
+    pub unauthorized: u64,
+    /// Meetings stored now.
+    pub meetings: u64,
+}
+
+/// A running simulator. Dropping it stops the server as [`SimHandle::shutdown`] does,
+/// without waiting.
+#[derive(Debug)]
+pub struct SimHandle {
+    /// The bound address.
+    addr: SocketAddr,
+    /// State shared with the handlers, read by `stats` and `meetings`.
+    state: Arc<SimState>,
+    /// Tells the accept loop to stop.
+    stop: oneshot::Sender<()>,
+    /// The accept loop task.
+    task: JoinHandle<()>,
+}
+
+impl SimHandle {
+    /// The address the simulator listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL of the API: `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> SimStats {
+        self.state.stats()
+    }
+
+    /// Every stored meeting as `GET /v1/meetings/{id}` returns it, oldest first.
+    pub fn meetings(&self) -> Vec<serde_json::Value> {
+        self.state.meetings().all_json()
+    }
+
+    /// Stops accepting connections, aborts the open ones and waits for the server task.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `addr` (tests pass `127.0.0.1:0`) and serves the simulator in a spawned tokio
+/// task until the handle is shut down or dropped.
+pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(SimState::new(config));
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(server::accept_loop(
+        listener,
+        router(state.clone()),
+        stopped,
+    ));
+    Ok(SimHandle {
+        addr,
+        state,
+        stop,
+        task,
+    })
+}
+
+/// The routes, behind the gate (which only acts on `/v1/*`).
+fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route(gate::TOKEN_PATH, post(auth::access_token))
+        .route("/v1/meetings", get(meetings::list).post(meetings::create))
+        .route(
+            "/v1/meetings/{meetingId}",
+            get(meetings::get_one).delete(meetings::delete_one),
+        )
+        .route("/_sim/stats", get(stats))
+        .fallback(errors::unknown_path)
+        .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
+        .with_state(state)
+}
+
+/// `GET /_sim/stats`.
+async fn stats(State(sim): State<Arc<SimState>>) -> Json<SimStats> {
+    Json(sim.stats())
+}

@@ -1,0 +1,98 @@
+//! The simulator's shared state, behind one `Arc` used by every request.
+//!
+//! Each part has its own mutex, held only for short synchronous steps (never across an
+//! `.await`). Lock order, where two are taken: `meetings` before `stats`.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::auth::TokenStore;
+use super::limiter::RateLimiter;
+use super::meetings::MeetingStore;
+use super::{SimConfig, SimStats};
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub(crate) struct SimState {
+    /// The configuration the simulator was started with.
+    pub(crate) config: SimConfig,
+    /// Counters; `meetings` is not kept here but read from the store on each snapshot.
+    stats: Mutex<SimStats>,
+    /// Valid access and refresh tokens.
+    tokens: Mutex<TokenStore>,
+    /// The shared rate limit and its Retry-After window.
+    limiter: Mutex<RateLimiter>,
+    /// The seeded RNG deciding injected failures and dropped answers, and nothing else,
+    /// so that those decisions depend only on the seed and the order of requests.
+    decisions: Mutex<StdRng>,
+    /// Stored meetings.
+    meetings: Mutex<MeetingStore>,
+}
+
+impl SimState {
+    /// Fresh state: the initial tokens are issued now, the bucket is full, no meetings.
+    pub(crate) fn new(config: SimConfig) -> Self {
+        let now = Instant::now();
+        let limiter = RateLimiter::new(
+            config.rate_limit,
+            std::time::Duration::from_secs(config.retry_after_secs),
+            config.early_grace,
+            now,
+        );
+        Self {
+            stats: Mutex::default(),
+            tokens: Mutex::new(TokenStore::new(&config, now)),
+            limiter: Mutex::new(limiter),
+            decisions: Mutex::new(StdRng::seed_from_u64(config.seed)),
+            meetings: Mutex::default(),
+            config,
+        }
+    }
+
+    /// Updates the counters.
+    pub(crate) fn record(&self, update: impl FnOnce(&mut SimStats)) {
+        update(&mut lock(&self.stats));
+    }
+
+    /// A snapshot of the counters, with `meetings` = meetings stored now.
+    pub(crate) fn stats(&self) -> SimStats {
+        let mut stats = lock(&self.stats).clone();
+        stats.meetings = self.meetings().len() as u64;
+        stats
+    }
+
+    /// The token store.
+    pub(crate) fn tokens(&self) -> MutexGuard<'_, TokenStore> {
+        lock(&self.tokens)
+    }
+
+    /// The rate limiter.
+    pub(crate) fn limiter(&self) -> MutexGuard<'_, RateLimiter> {
+        lock(&self.limiter)
+    }
+
+    /// The meeting store.
+    pub(crate) fn meetings(&self) -> MutexGuard<'_, MeetingStore> {
+        lock(&self.meetings)
+    }
+
+    /// True with probability `share` (0..=1), drawn from the seeded decision RNG.
+    /// A share of 0 draws nothing, so disabled features do not shift the sequence.
+    pub(crate) fn chance(&self, share: f64) -> bool {
+        share > 0.0 && lock(&self.decisions).random::<f64>() < share
+    }
+
+    /// One of `choices`, drawn from the seeded decision RNG.
+    pub(crate) fn pick<T: Copy>(&self, choices: &[T]) -> T {
+        let index = lock(&self.decisions).random_range(0..choices.len());
+        choices[index]
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: a panicking handler leaves the state usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,628 @@
+//! End-to-end tests over loopback HTTP.
+
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::*;
+
+const TOKEN: &str = "sim-access-token";
+
+/// A simulator on a free loopback port and a client with a safety timeout.
+async fn launch(config: SimConfig) -> (SimHandle, Client) {
+    let sim = start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let client = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    (sim, client)
+}
+
+/// `now + minutes` as RFC 3339 UTC.
+fn in_minutes(minutes: i64) -> String {
+    (Utc::now() + chrono::TimeDelta::minutes(minutes)).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A valid create body: an hour-long meeting starting in `minutes`.
+fn meeting(title: &str, minutes: i64, host: &str, tag: &str) -> Value {
+    json!({
+        "title": title,
+        "start": in_minutes(minutes),
+        "end": in_minutes(minutes + 60),
+        "hostEmail": host,
+        "integrationTags": [tag],
+        "invitees": [{"email": "guest@example.com"}],
+        "sendEmail": false,
+    })
+}
+
+fn authed(request: RequestBuilder, token: &str) -> RequestBuilder {
+    request.bearer_auth(token)
+}
+
+async fn create(sim: &SimHandle, client: &Client, body: &Value) -> Response {
+    authed(client.post(format!("{}/meetings", sim.base_url())), TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn list(sim: &SimHandle, client: &Client, query: &[(&str, &str)]) -> Vec<Value> {
+    let response = authed(client.get(format!("{}/meetings", sim.base_url())), TOKEN)
+        .query(query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["items"].as_array().unwrap().clone()
+}
+
+fn titles(items: &[Value]) -> Vec<&str> {
+    items
+        .iter()
+        .map(|item| item["title"].as_str().unwrap())
+        .collect()
+}
+
+async fn refresh(sim: &SimHandle, client: &Client, refresh_token: &str, secret: &str) -> Response {
+    client
+        .post(format!("{}/access_token", sim.base_url()))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "sim-client-id"),
+            ("client_secret", secret),
+            ("refresh_token", refresh_token),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn create_then_find_by_tag_host_and_window() {
+    let (sim, client) = launch(SimConfig::default()).await;
+    let host = "jane.doe@example.com";
+    let response = create(&sim, &client, &meeting("Soon", 60, host, "row-1")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(id.len(), 32);
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    let number = created["meetingNumber"].as_str().unwrap();
+    assert!(number.len() == 9 && number.chars().all(|c| c.is_ascii_digit()));
+    assert_eq!(created["hostEmail"], host);
+    assert_eq!(created["hostDisplayName"], "Jane Doe");
+    assert_eq!(created["meetingType"], "meetingSeries");
+    assert_eq!(created["state"], "active");
+    assert_eq!(created["timezone"], "UTC");
+    assert_eq!(created["integrationTags"], json!(["row-1"]));
+    assert_eq!(
+        created["webLink"],
+        format!("https://sim.webex.com/sim/j.php?MTID=m{id}")
+    );
+    assert!(created.get("invitees").is_none());
+    assert!(!created["password"].as_str().unwrap().is_empty());
+
+    // Same tag again: still created, counted as a duplicate. Ten days out.
+    let later = create(
+        &sim,
+        &client,
+        &meeting("Later", 10 * 24 * 60, host, "row-1"),
+    )
+    .await;
+    assert_eq!(later.status(), StatusCode::OK);
+
+    // Default window [now, now + 7 d) holds only the first.
+    let found = list(
+        &sim,
+        &client,
+        &[("integrationTag", "row-1"), ("hostEmail", host)],
+    )
+    .await;
+    assert_eq!(titles(&found), ["Soon"]);
+    assert_eq!(found[0], created);
+    // Only `from`: [from, from + 7 d); only `to`: [to - 7 d, to).
+    let from = in_minutes(9 * 24 * 60);
+    let found = list(&sim, &client, &[("hostEmail", host), ("from", &from)]).await;
+    assert_eq!(titles(&found), ["Later"]);
+    let to = in_minutes(3 * 24 * 60);
+    let found = list(&sim, &client, &[("hostEmail", host), ("to", &to)]).await;
+    assert_eq!(titles(&found), ["Soon"]);
+    // Both bounds, sorted by start; max trims.
+    let (from, to) = (in_minutes(0), in_minutes(20 * 24 * 60));
+    let window = [
+        ("hostEmail", host),
+        ("from", from.as_str()),
+        ("to", to.as_str()),
+    ];
+    assert_eq!(
+        titles(&list(&sim, &client, &window).await),
+        ["Soon", "Later"]
+    );
+    let trimmed = [window.as_slice(), &[("max", "1")]].concat();
+    assert_eq!(titles(&list(&sim, &client, &trimmed).await), ["Soon"]);
+    // Other tag, other host, and no hostEmail (the admin's own meetings) find nothing;
+    // an invitee finds it.
+    assert!(list(
+        &sim,
+        &client,
+        &[("integrationTag", "row-2"), ("hostEmail", host)]
+    )
+    .await
+    .is_empty());
+    assert!(list(&sim, &client, &[("hostEmail", "other@example.com")])
+        .await
+        .is_empty());
+    assert!(list(&sim, &client, &[("integrationTag", "row-1")])
+        .await
+        .is_empty());
+    assert_eq!(
+        list(&sim, &client, &[("hostEmail", "guest@example.com")])
+            .await
+            .len(),
+        1
+    );
+
+    // GET by id, DELETE, then 404s.
+    let url = format!("{}/meetings/{id}", sim.base_url());
+    let got: Value = authed(client.get(&url), TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, created);
+    let deleted = authed(client.delete(&url), TOKEN)
+        .query(&[("hostEmail", host)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    for request in [client.get(&url), client.delete(&url)] {
+        let response = authed(request, TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body: Value = response.json().await.unwrap();
+        assert!(body["trackingId"].as_str().unwrap().starts_with("SIM_"));
+    }
+
+    let stats = sim.stats();
+    assert_eq!((stats.creates, stats.duplicates, stats.meetings), (2, 1, 1));
+    assert_eq!(stats.requests, 15);
+    assert_eq!(sim.meetings().len(), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn local_times_are_read_and_answered_in_the_timezone() {
+    let (sim, client) = launch(SimConfig::default()).await;
+    let body = json!({
+        "title": "Berlin", "start": "2030-01-12 09:00:00", "end": "2030-07-12T08:00:00Z",
+        "timezone": "Europe/Berlin", "agenda": "Plan", "recurrence": "FREQ=DAILY;COUNT=2"
+    });
+    // The end is months away: too long. Fix it and try again.
+    let response = create(&sim, &client, &body).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = json!({
+        "title": "Berlin", "start": "2030-01-12 09:00:00", "end": "2030-01-12T08:30:00Z",
+        "timezone": "Europe/Berlin", "agenda": "Plan", "recurrence": "FREQ=DAILY;COUNT=2"
+    });
+    let created: Value = create(&sim, &client, &body).await.json().await.unwrap();
+    assert_eq!(created["start"], "2030-01-12T09:00:00+01:00");
+    assert_eq!(created["end"], "2030-01-12T09:30:00+01:00");
+    assert_eq!(created["timezone"], "Europe/Berlin");
+    assert_eq!(created["agenda"], "Plan");
+    assert_eq!(created["recurrence"], "FREQ=DAILY;COUNT=2");
+    assert_eq!(created["hostEmail"], "admin@sim.example.com");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn validation_errors_are_400_with_the_tracking_id() {
+    let (sim, client) = launch(SimConfig::default()).await;
+    let cases = [
+        (
+            json!({"start": in_minutes(60), "end": in_minutes(120)}),
+            "title is required.",
+        ),
+        (
+            json!({"title": "t", "start": in_minutes(60), "end": in_minutes(65)}),
+            "at least 10 minutes",
+        ),
+        (
+            json!({"title": "t", "start": in_minutes(-60), "end": in_minutes(60)}),
+            "before the current",
+        ),
+        (
+            json!({"title": "t", "start": in_minutes(60), "end": in_minutes(30)}),
+            "end must be after start",
+        ),
+        (
+            json!({"title": "t", "start": in_minutes(60), "end": in_minutes(120), "timezone": "Nowhere"}),
+            "timezone 'Nowhere'",
+        ),
+        (
+            json!({"title": "t", "start": in_minutes(60), "end": in_minutes(120), "integrationTags": ["x".repeat(65)]}),
+            "integrationTags[0] can be at most 64",
+        ),
+        (
+            json!({"title": "t", "start": in_minutes(60), "end": in_minutes(120), "invitees": [{"email": "nope"}]}),
+            "invitees[0].email 'nope'",
+        ),
+    ];
+    for (index, (body, expected)) in cases.iter().enumerate() {
+        let tracking = format!("TEST_{index}");
+        let response = authed(client.post(format!("{}/meetings", sim.base_url())), TOKEN)
+            .header("TrackingID", &tracking)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(response.headers()["trackingid"], tracking.as_str());
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["trackingId"], tracking);
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        assert_eq!(error["errors"][0]["description"], message);
+    }
+    let response = authed(client.get(format!("{}/meetings", sim.base_url())), TOKEN)
+        .query(&[("max", "101")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(sim.stats().creates, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn access_token_stops_after_its_request_budget_and_refresh_rotates() {
+    let config = SimConfig {
+        token_max_requests: Some(2),
+        rotate_refresh_tokens: true,
+        ..SimConfig::default()
+    };
+    let (sim, client) = launch(config).await;
+    let url = format!("{}/meetings", sim.base_url());
+    for _ in 0..2 {
+        let response = authed(client.get(&url), TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let response = authed(client.get(&url), TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let error: Value = response.json().await.unwrap();
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .contains("valid access token"));
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // Wrong secret: 401 invalid_client. Unsupported grant: 400.
+    let response = refresh(&sim, &client, "sim-refresh-token", "wrong").await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
+    let response = client
+        .post(format!("{}/access_token", sim.base_url()))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
+
+    // A good refresh rotates: the new access token works, the old refresh token is refused.
+    let response = refresh(&sim, &client, "sim-refresh-token", "sim-client-secret").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let grant: Value = response.json().await.unwrap();
+    assert_eq!(grant["token_type"], "Bearer");
+    assert_eq!(grant["expires_in"], 3600);
+    assert_eq!(grant["refresh_token_expires_in"], 7_776_000);
+    let new_refresh = grant["refresh_token"].as_str().unwrap();
+    assert_ne!(new_refresh, "sim-refresh-token");
+    let new_access = grant["access_token"].as_str().unwrap();
+    let response = authed(client.get(&url), new_access).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let response = refresh(&sim, &client, "sim-refresh-token", "sim-client-secret").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "invalid_grant");
+    assert!(error["trackingId"].as_str().unwrap().starts_with("SIM_"));
+    let response = refresh(&sim, &client, new_refresh, "sim-client-secret").await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let stats = sim.stats();
+    assert_eq!(
+        (stats.unauthorized, stats.refreshes, stats.refresh_failures),
+        (2, 2, 3)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limit_opens_a_retry_after_window() {
+    // One request per 1000 s: the first passes, the second opens a long window.
+    let config = SimConfig {
+        rate_limit: Some(0.001),
+        retry_after_secs: 600,
+        early_grace: Duration::ZERO,
+        ..SimConfig::default()
+    };
+    let (sim, client) = launch(config).await;
+    let url = format!("{}/meetings", sim.base_url());
+    assert_eq!(
+        authed(client.get(&url), TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    for _ in 0..3 {
+        let response = authed(client.get(&url), TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "600");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["trackingId"].is_string());
+    }
+    // The rate limit comes before auth, and the token endpoint is exempt.
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let response = refresh(&sim, &client, "sim-refresh-token", "sim-client-secret").await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let stats = sim.stats();
+    assert_eq!(stats.requests, 6);
+    assert_eq!(stats.rate_limited, 4);
+    assert_eq!(stats.in_window_requests, 3);
+    assert_eq!(stats.early_requests, 3);
+    assert_eq!(stats.unauthorized, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_in_flight_within_the_grace_are_not_early() {
+    let config = SimConfig {
+        rate_limit: Some(0.001),
+        retry_after_secs: 600,
+        retry_after_raw: Some("rand(30),add(30)".to_owned()),
+        early_grace: Duration::from_secs(600),
+        ..SimConfig::default()
+    };
+    let (sim, client) = launch(config).await;
+    let url = format!("{}/meetings", sim.base_url());
+    for expected in [
+        StatusCode::OK,
+        StatusCode::TOO_MANY_REQUESTS,
+        StatusCode::TOO_MANY_REQUESTS,
+    ] {
+        let response = authed(client.get(&url), TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), expected);
+        if expected == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(response.headers()["retry-after"], "rand(30),add(30)");
+        }
+    }
+    let stats = sim.stats();
+    assert_eq!(
+        (
+            stats.rate_limited,
+            stats.in_window_requests,
+            stats.early_requests
+        ),
+        (2, 1, 0)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_closed_window_is_not_extended() {
+    // A one-second window; after it the bucket is still empty, so the next request
+    // opens a new window rather than counting as in-window.
+    let config = SimConfig {
+        rate_limit: Some(0.001),
+        retry_after_secs: 1,
+        ..SimConfig::default()
+    };
+    let (sim, client) = launch(config).await;
+    let url = format!("{}/meetings", sim.base_url());
+    assert_eq!(
+        authed(client.get(&url), TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let limited = authed(client.get(&url), TOKEN).send().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let limited = authed(client.get(&url), TOKEN).send().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let stats = sim.stats();
+    assert_eq!((stats.rate_limited, stats.in_window_requests), (2, 0));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropped_create_is_stored_but_unanswered() {
+    let config = SimConfig {
+        drop_rate: 1.0,
+        ..SimConfig::default()
+    };
+    let (sim, client) = launch(config).await;
+    let body = meeting("Dropped", 60, "jane@example.com", "row-9");
+    let result = authed(client.post(format!("{}/meetings", sim.base_url())), TOKEN)
+        .json(&body)
+        .send()
+        .await;
+    let error = result.expect_err("the connection should be dropped");
+    assert!(!error.is_timeout(), "{error}");
+    let stored = sim.meetings();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["title"], "Dropped");
+    let found = list(
+        &sim,
+        &client,
+        &[
+            ("integrationTag", "row-9"),
+            ("hostEmail", "jane@example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(found, stored);
+    // Invalid creates are answered normally, not dropped.
+    let response = create(&sim, &client, &json!({"title": "no times"})).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let stats = sim.stats();
+    assert_eq!((stats.creates, stats.dropped, stats.meetings), (1, 1, 1));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn injected_failures_do_nothing() {
+    let config = SimConfig {
+        fail_rate: 1.0,
+        ..SimConfig::default()
+    };
+    let (sim, client) = launch(config).await;
+    for _ in 0..5 {
+        let response = create(
+            &sim,
+            &client,
+            &meeting("Never", 60, "jane@example.com", "t"),
+        )
+        .await;
+        assert!(
+            [500, 502, 503].contains(&response.status().as_u16()),
+            "{}",
+            response.status()
+        );
+        let error: Value = response.json().await.unwrap();
+        assert!(error["message"].as_str().unwrap().contains("injected"));
+    }
+    // Auth comes first: a bad token is a 401, not an injected failure.
+    let response = authed(client.get(format!("{}/meetings", sim.base_url())), "bad")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let stats = sim.stats();
+    assert_eq!(
+        (stats.injected_failures, stats.creates, stats.unauthorized),
+        (5, 0, 1)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stats_endpoint_is_open_and_uncounted() {
+    let (sim, client) = launch(SimConfig::default()).await;
+    let response = client
+        .get(format!("{}/people", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = authed(client.get(format!("{}/people", sim.base_url())), TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let url = format!("http://{}/_sim/stats", sim.addr());
+    let stats: SimStats = client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats, sim.stats());
+    assert_eq!((stats.requests, stats.unauthorized), (2, 1));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting() {
+    let (sim, client) = launch(SimConfig::default()).await;
+    let addr = sim.addr();
+    sim.shutdown().await;
+    let result = client.get(format!("http://{addr}/_sim/stats")).send().await;
+    assert!(result.is_err());
+}
+
+#[tokio::test]
+async fn latency_delays_every_api_answer() {
+    let latency = Duration::from_millis(150);
+    let (sim, client) = launch(SimConfig {
+        latency,
+        ..SimConfig::default()
+    })
+    .await;
+    let began = std::time::Instant::now();
+    let response = authed(client.get(format!("{}/meetings", sim.base_url())), TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(began.elapsed() >= latency);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tokens_expire_with_their_lifetime() {
+    // A zero lifetime: every access token is dead on arrival; expires_in says so.
+    let (sim, client) = launch(SimConfig {
+        token_lifetime: Some(Duration::ZERO),
+        ..SimConfig::default()
+    })
+    .await;
+    let url = format!("{}/meetings", sim.base_url());
+    let response = authed(client.get(&url), TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = refresh(&sim, &client, "sim-refresh-token", "sim-client-secret").await;
+    let grant: Value = response.json().await.unwrap();
+    assert_eq!(grant["expires_in"], 0);
+    assert_eq!(grant["refresh_token"], "sim-refresh-token");
+    let access = grant["access_token"].as_str().unwrap();
+    let response = authed(client.get(&url), access).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn failure_decisions_follow_the_seed() {
+    async fn statuses(seed: u64) -> Vec<u16> {
+        let (sim, client) = launch(SimConfig {
+            fail_rate: 0.5,
+            seed,
+            ..SimConfig::default()
+        })
+        .await;
+        let mut seen = Vec::new();
+        for _ in 0..24 {
+            let response = authed(client.get(format!("{}/meetings", sim.base_url())), TOKEN)
+                .send()
+                .await
+                .unwrap();
+            seen.push(response.status().as_u16());
+        }
+        assert_eq!(
+            sim.stats().injected_failures as usize,
+            seen.iter().filter(|s| **s >= 500).count()
+        );
+        sim.shutdown().await;
+        seen
+    }
+    let first = statuses(7).await;
+    assert_eq!(first, statuses(7).await);
+    assert!(
+        first.contains(&200) && first.iter().any(|status| *status >= 500),
+        "{first:?}"
+    );
+}

@@ -1,0 +1,843 @@
+//! The durable queue: the only module that speaks SQL.
+//!
+//! One SQLite file (WAL) holds every run, every row with its state, and a log
+//! of every attempt. It is the single source of truth: the engine keeps
+//! nothing in memory that a crash could lose. A row is marked `in_flight`
+//! (committed) before its request is sent, and its result is committed as
+//! soon as the answer comes.
+//!
+//! Two faces:
+//! - [`Store`]: a plain synchronous handle, used for ingest, status, report.
+//! - [`Writer`]: the same store owned by one thread that executes commands in
+//!   batches (group commit: one transaction, one fsync for all commands that
+//!   arrived together). The engine talks to it from async code.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+
+/// A store error: the database could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The state of one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowState {
+    Pending,
+    InFlight,
+    Succeeded,
+    Failed,
+    Invalid,
+}
+
+impl RowState {
+    /// The name stored in the database and shown in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowState::Pending => "pending",
+            RowState::InFlight => "in_flight",
+            RowState::Succeeded => "succeeded",
+            RowState::Failed => "failed",
+            RowState::Invalid => "invalid",
+        }
+    }
+}
+
+/// The state of a run as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Being worked on (or the process died while it was).
+    Running,
+    /// Stopped by an authentication failure; `--resume` continues.
+    Paused,
+    /// Stopped by Ctrl-C; `--resume` continues.
+    Interrupted,
+    /// Every row has a final state.
+    Finished,
+}
+
+impl RunState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Paused => "paused",
+            RunState::Interrupted => "interrupted",
+            RunState::Finished => "finished",
+        }
+    }
+    fn parse(s: &str) -> RunState {
+        match s {
+            "paused" => RunState::Paused,
+            "interrupted" => RunState::Interrupted,
+            "finished" => RunState::Finished,
+            _ => RunState::Running,
+        }
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS runs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid           TEXT NOT NULL,            -- random, part of every integration tag of the run
+    kind          TEXT NOT NULL,            -- job kind, e.g. 'meetings'
+    source_path   TEXT NOT NULL,
+    source_sha256 TEXT NOT NULL,
+    options       TEXT NOT NULL,            -- JSON: the options the run was started with
+    header        TEXT NOT NULL,            -- JSON array: the file's header row, for the report
+    state         TEXT NOT NULL,
+    exit_code     INTEGER,
+    message       TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    finished_at   TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_hash ON runs(kind, source_sha256);
+CREATE TABLE IF NOT EXISTS rows (
+    run_id         INTEGER NOT NULL REFERENCES runs(id),
+    line           INTEGER NOT NULL,        -- the file's own line number (header = 1)
+    state          TEXT NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0, -- requests sent for this row (creates and lookups)
+    failures       INTEGER NOT NULL DEFAULT 0, -- transient failures, counted against --max-attempts
+    throttled      INTEGER NOT NULL DEFAULT 0, -- 429 answers
+    next_at        INTEGER NOT NULL DEFAULT 0, -- ms since epoch: not to be tried before
+    reconcile      INTEGER NOT NULL DEFAULT 0, -- 1: an earlier create may have happened; look before sending
+    last_status    INTEGER,
+    error          TEXT,
+    tracking_id    TEXT,
+    result_id      TEXT,                    -- meeting id
+    result_number  TEXT,                    -- meeting number
+    result_link    TEXT,                    -- web link
+    request        TEXT,                    -- JSON body to send (NULL for invalid rows)
+    original       TEXT NOT NULL,           -- JSON array: the row's cells as read
+    updated_at     INTEGER NOT NULL,
+    PRIMARY KEY (run_id, line)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rows_due ON rows(run_id, state, next_at);
+CREATE TABLE IF NOT EXISTS attempts (
+    id           INTEGER PRIMARY KEY,
+    run_id       INTEGER NOT NULL,
+    line         INTEGER NOT NULL,
+    action       TEXT NOT NULL,             -- 'create', 'lookup', or 'interrupted'
+    started_at   INTEGER NOT NULL,
+    finished_at  INTEGER NOT NULL,
+    http_status  INTEGER,
+    outcome      TEXT NOT NULL,
+    error        TEXT,
+    tracking_id  TEXT
+);
+"#;
+
+/// What a run was, for listing and resuming.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunInfo {
+    pub id: i64,
+    pub uid: String,
+    pub kind: String,
+    pub source_path: String,
+    pub source_sha256: String,
+    pub options: serde_json::Value,
+    #[serde(skip)]
+    pub header: Vec<String>,
+    pub state: RunState,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// How many rows of a run are in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub pending: u64,
+    pub in_flight: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub invalid: u64,
+}
+
+impl Counts {
+    /// Every row of the run.
+    pub fn total(&self) -> u64 {
+        self.pending + self.in_flight + self.succeeded + self.failed + self.invalid
+    }
+    /// Rows with a final state.
+    pub fn done(&self) -> u64 {
+        self.succeeded + self.failed + self.invalid
+    }
+    /// The exit code a finished run with these counts has: 0 all good, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        if self.failed + self.invalid == 0 {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// A row handed to a worker: it is `in_flight` in the database.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub line: i64,
+    /// The JSON body to send.
+    pub request: String,
+    /// An earlier attempt may have created it: look it up before sending.
+    pub reconcile: bool,
+    pub attempts: u32,
+    pub failures: u32,
+    pub throttled: u32,
+}
+
+/// The meeting (or other object) a row produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Created {
+    pub id: String,
+    pub number: Option<String>,
+    pub link: Option<String>,
+}
+
+/// How a row's attempt ended, as the store records it.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Done: the object exists.
+    Succeeded { created: Created, status: Option<u16>, tracking_id: Option<String>, note: Option<String> },
+    /// Try again at `next_at` (ms since epoch).
+    Retry {
+        next_at: i64,
+        status: Option<u16>,
+        error: String,
+        tracking_id: Option<String>,
+        /// The request may have been carried out: look before resending.
+        reconcile: bool,
+        /// Counted against `--max-attempts` (transient failures).
+        counts_as_failure: bool,
+        /// A 429.
+        throttled: bool,
+    },
+    /// Final failure. `reconcile`: the last create's outcome is unknown, so
+    /// a later retry (`--retry-failed`) must look before it sends.
+    Failed { status: Option<u16>, error: String, tracking_id: Option<String>, reconcile: bool },
+    /// The attempt ended without an answer that says anything (e.g. the run stopped); back to pending as is.
+    Released,
+}
+
+/// One line of the attempts log.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// 'create' or 'lookup'.
+    pub action: &'static str,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub http_status: Option<u16>,
+    /// Short word: 'ok', 'found', 'not_found', 'retry', 'failed', ...
+    pub outcome: &'static str,
+    pub error: Option<String>,
+    pub tracking_id: Option<String>,
+}
+
+/// A row as the report shows it.
+#[derive(Clone, Debug)]
+pub struct ReportRow {
+    pub line: i64,
+    pub original: Vec<String>,
+    pub state: String,
+    pub attempts: i64,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+    pub tracking_id: Option<String>,
+    pub result_id: Option<String>,
+    pub result_number: Option<String>,
+    pub result_link: Option<String>,
+}
+
+/// A new run's description.
+#[derive(Clone, Debug)]
+pub struct NewRun<'a> {
+    pub kind: &'a str,
+    pub source_path: &'a str,
+    pub options: &'a serde_json::Value,
+}
+
+/// A synchronous handle on the database.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a commit is on disk before we go on, so "in_flight" survives
+        // a power cut, not only a crash. Group commit keeps this cheap.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn })
+    }
+
+    /// Starts an ingest: one transaction in which the run and all its rows
+    /// are written; nothing is visible (or queued) until [`Ingest::commit`].
+    pub fn begin_ingest(&mut self, run: &NewRun<'_>) -> Result<Ingest<'_>> {
+        let tx = self.conn.transaction()?;
+        let now = now_text();
+        let uid = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        tx.execute(
+            "INSERT INTO runs (uid, kind, source_path, source_sha256, options, header, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, '', ?4, '[]', 'running', ?5, ?5)",
+            params![uid, run.kind, run.source_path, run.options.to_string(), now],
+        )?;
+        let run_id = tx.last_insert_rowid();
+        Ok(Ingest { tx, run_id, uid, now: now_ms() })
+    }
+
+    /// One run.
+    pub fn run(&self, id: i64) -> Result<Option<RunInfo>> {
+        self.conn
+            .query_row(
+                "SELECT id, uid, kind, source_path, source_sha256, options, header, state, exit_code, message, created_at, updated_at, finished_at FROM runs WHERE id = ?1",
+                [id],
+                run_from_row,
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// The newest run, if any.
+    pub fn latest_run(&self) -> Result<Option<RunInfo>> {
+        let id: Option<i64> = self.conn.query_row("SELECT max(id) FROM runs", [], |r| r.get(0))?;
+        id.map(|id| self.run(id)).transpose().map(Option::flatten)
+    }
+
+    /// Every run, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunInfo>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, uid, kind, source_path, source_sha256, options, header, state, exit_code, message, created_at, updated_at, finished_at FROM runs ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], run_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Row counts by state.
+    pub fn counts(&self, run_id: i64) -> Result<Counts> {
+        counts(&self.conn, run_id)
+    }
+
+    /// Makes a stopped run ready to go on: rows left `in_flight` by a crash
+    /// or an interruption go back to `pending`, marked for reconciliation
+    /// (their create may have happened), and the attempt log says so. With
+    /// `retry_failed`, failed rows get a fresh set of attempts too.
+    pub fn prepare_resume(&mut self, run_id: i64, retry_failed: bool) -> Result<u64> {
+        let tx = self.conn.transaction()?;
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO attempts (run_id, line, action, started_at, finished_at, outcome, error)
+             SELECT run_id, line, 'interrupted', ?2, ?2, 'unknown', 'the process ended while this request was in flight; it will be looked up before any resend'
+             FROM rows WHERE run_id = ?1 AND state = 'in_flight'",
+            params![run_id, now],
+        )?;
+        let n = tx.execute(
+            "UPDATE rows SET state = 'pending', reconcile = 1, next_at = 0, updated_at = ?2 WHERE run_id = ?1 AND state = 'in_flight'",
+            params![run_id, now],
+        )?;
+        if retry_failed {
+            tx.execute(
+                "UPDATE rows SET state = 'pending', failures = 0, throttled = 0, next_at = 0, updated_at = ?2
+                 WHERE run_id = ?1 AND state = 'failed'",
+                params![run_id, now],
+            )?;
+        }
+        tx.execute(
+            "UPDATE runs SET state = 'running', exit_code = NULL, message = NULL, finished_at = NULL, updated_at = ?2 WHERE id = ?1",
+            params![run_id, now_text()],
+        )?;
+        tx.commit()?;
+        Ok(n as u64)
+    }
+
+    /// Records how a run stopped.
+    pub fn set_run_state(&self, run_id: i64, state: RunState, exit_code: Option<i32>, message: Option<&str>) -> Result<()> {
+        set_run_state(&self.conn, run_id, state, exit_code, message)
+    }
+
+    /// Visits the rows of a run in line order (streaming: one row in memory at a time).
+    pub fn for_each_row(&self, run_id: i64, failed_only: bool, mut f: impl FnMut(ReportRow) -> std::io::Result<()>) -> Result<()> {
+        let sql = if failed_only {
+            "SELECT line, original, state, attempts, last_status, error, tracking_id, result_id, result_number, result_link
+             FROM rows WHERE run_id = ?1 AND state IN ('failed', 'invalid') ORDER BY line"
+        } else {
+            "SELECT line, original, state, attempts, last_status, error, tracking_id, result_id, result_number, result_link
+             FROM rows WHERE run_id = ?1 ORDER BY line"
+        };
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = stmt.query([run_id])?;
+        while let Some(r) = rows.next()? {
+            let original: String = r.get(1)?;
+            let row = ReportRow {
+                line: r.get(0)?,
+                original: serde_json::from_str(&original).map_err(|e| StoreError::Corrupt(format!("row {}: {e}", r.get::<_, i64>(0).unwrap_or(0))))?,
+                state: r.get(2)?,
+                attempts: r.get(3)?,
+                http_status: r.get(4)?,
+                error: r.get(5)?,
+                tracking_id: r.get(6)?,
+                result_id: r.get(7)?,
+                result_number: r.get(8)?,
+                result_link: r.get(9)?,
+            };
+            f(row).map_err(|e| StoreError::Corrupt(format!("cannot write the report: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The attempts log of one row, oldest first: (action, http_status, outcome, error).
+    pub fn attempts(&self, run_id: i64, line: i64) -> Result<Vec<(String, Option<i64>, String, Option<String>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT action, http_status, outcome, error FROM attempts WHERE run_id = ?1 AND line = ?2 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map(params![run_id, line], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Hands the store to a writer thread for the engine.
+    pub fn into_writer(self) -> Writer {
+        Writer::spawn(self)
+    }
+}
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
+    let options: String = r.get(5)?;
+    let header: String = r.get(6)?;
+    let state: String = r.get(7)?;
+    Ok(RunInfo {
+        id: r.get(0)?,
+        uid: r.get(1)?,
+        kind: r.get(2)?,
+        source_path: r.get(3)?,
+        source_sha256: r.get(4)?,
+        options: serde_json::from_str(&options).unwrap_or(serde_json::Value::Null),
+        header: serde_json::from_str(&header).unwrap_or_default(),
+        state: RunState::parse(&state),
+        exit_code: r.get(8)?,
+        message: r.get(9)?,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+        finished_at: r.get(12)?,
+    })
+}
+
+fn counts(conn: &Connection, run_id: i64) -> Result<Counts> {
+    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM rows WHERE run_id = ?1 GROUP BY state")?;
+    let mut c = Counts::default();
+    let mut rows = stmt.query([run_id])?;
+    while let Some(r) = rows.next()? {
+        let state: String = r.get(0)?;
+        let n: i64 = r.get(1)?;
+        let n = n as u64;
+        match state.as_str() {
+            "pending" => c.pending = n,
+            "in_flight" => c.in_flight = n,
+            "succeeded" => c.succeeded = n,
+            "failed" => c.failed = n,
+            "invalid" => c.invalid = n,
+            other => return Err(StoreError::Corrupt(format!("unknown row state {other:?}"))),
+        }
+    }
+    Ok(c)
+}
+
+fn set_run_state(conn: &Connection, run_id: i64, state: RunState, exit_code: Option<i32>, message: Option<&str>) -> Result<()> {
+    let now = now_text();
+    let finished = (state == RunState::Finished).then(|| now.clone());
+    conn.execute(
+        "UPDATE runs SET state = ?2, exit_code = ?3, message = ?4, updated_at = ?5, finished_at = ?6 WHERE id = ?1",
+        params![run_id, state.as_str(), exit_code, message, now, finished],
+    )?;
+    Ok(())
+}
+
+/// An ingest in progress: one transaction.
+pub struct Ingest<'a> {
+    tx: Transaction<'a>,
+    run_id: i64,
+    uid: String,
+    now: i64,
+}
+
+impl Ingest<'_> {
+    /// The new run's id.
+    pub fn run_id(&self) -> i64 {
+        self.run_id
+    }
+
+    /// The new run's random uid (part of every integration tag).
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Queues one row: `request` is the body to send (`None` for an invalid
+    /// row, which is stored with its `error` and never sent).
+    pub fn add_row(&mut self, line: u64, original: &[String], request: Option<&str>, error: Option<&str>) -> Result<()> {
+        let state = if request.is_some() { "pending" } else { "invalid" };
+        let original = serde_json::to_string(original).expect("strings serialize");
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO rows (run_id, line, state, request, original, error, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        stmt.execute(params![self.run_id, line as i64, state, request, original, error, self.now])?;
+        Ok(())
+    }
+
+    /// An earlier run of this kind with this content, and its counts.
+    pub fn find_previous(&self, kind: &str, sha256: &str) -> Result<Option<(RunInfo, Counts)>> {
+        let found = self
+            .tx
+            .query_row(
+                "SELECT id, uid, kind, source_path, source_sha256, options, header, state, exit_code, message, created_at, updated_at, finished_at
+                 FROM runs WHERE kind = ?1 AND source_sha256 = ?2 AND id != ?3 ORDER BY id DESC LIMIT 1",
+                params![kind, sha256, self.run_id],
+                run_from_row,
+            )
+            .optional()?;
+        match found {
+            Some(run) => {
+                let c = counts(&self.tx, run.id)?;
+                Ok(Some((run, c)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Makes the run and its rows durable, recording the file's hash and header.
+    pub fn commit(self, sha256: &str, header: &[String]) -> Result<i64> {
+        self.tx.execute(
+            "UPDATE runs SET source_sha256 = ?2, header = ?3 WHERE id = ?1",
+            params![self.run_id, sha256, serde_json::to_string(header).unwrap_or_default()],
+        )?;
+        self.tx.commit()?;
+        Ok(self.run_id)
+    }
+}
+
+/// A command for the writer thread.
+enum Command {
+    Claim { run_id: i64, now: i64, limit: usize, reply: tokio::sync::oneshot::Sender<Result<Vec<Claimed>>> },
+    Complete { run_id: i64, line: i64, outcome: Outcome, attempts: Vec<Attempt>, reply: tokio::sync::oneshot::Sender<Result<()>> },
+    Counts { run_id: i64, reply: tokio::sync::oneshot::Sender<Result<Counts>> },
+    NextDue { run_id: i64, reply: tokio::sync::oneshot::Sender<Result<Option<i64>>> },
+    SetRunState { run_id: i64, state: RunState, exit_code: Option<i32>, message: Option<String>, reply: tokio::sync::oneshot::Sender<Result<()>> },
+}
+
+/// The store owned by one thread; cheap to clone, usable from async code.
+///
+/// Commands that arrive while the thread is busy are executed together in
+/// one transaction (group commit), and each gets its answer only after that
+/// transaction is committed: so when `claim` returns, the rows really are
+/// `in_flight` on disk.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Command>,
+}
+
+/// The most commands one group commit takes.
+const MAX_BATCH: usize = 512;
+
+impl Writer {
+    fn spawn(store: Store) -> Writer {
+        let (tx, rx) = mpsc::channel::<Command>();
+        std::thread::Builder::new()
+            .name("webex-bulk-store".into())
+            .spawn(move || writer_loop(store, rx))
+            .expect("spawn the store thread");
+        Writer { tx }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(tokio::sync::oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Marks up to `limit` due rows `in_flight` (durably) and returns them.
+    pub async fn claim(&self, run_id: i64, now: i64, limit: usize) -> Result<Vec<Claimed>> {
+        self.ask(|reply| Command::Claim { run_id, now, limit, reply }).await
+    }
+
+    /// Records how a claimed row's attempt ended.
+    /// `attempts` are the requests sent for it this time (logged, and counted in `attempts`).
+    pub async fn complete(&self, run_id: i64, line: i64, outcome: Outcome, attempts: Vec<Attempt>) -> Result<()> {
+        self.ask(|reply| Command::Complete { run_id, line, outcome, attempts, reply }).await
+    }
+
+    /// Row counts by state.
+    pub async fn counts(&self, run_id: i64) -> Result<Counts> {
+        self.ask(|reply| Command::Counts { run_id, reply }).await
+    }
+
+    /// When the earliest pending row becomes due (ms), if any row is pending.
+    pub async fn next_due(&self, run_id: i64) -> Result<Option<i64>> {
+        self.ask(|reply| Command::NextDue { run_id, reply }).await
+    }
+
+    /// Records how the run stopped.
+    pub async fn set_run_state(&self, run_id: i64, state: RunState, exit_code: Option<i32>, message: Option<String>) -> Result<()> {
+        self.ask(|reply| Command::SetRunState { run_id, state, exit_code, message, reply }).await
+    }
+}
+
+/// Answers a batch gets once its transaction is settled.
+enum Reply {
+    Claim(tokio::sync::oneshot::Sender<Result<Vec<Claimed>>>, Result<Vec<Claimed>>),
+    Unit(tokio::sync::oneshot::Sender<Result<()>>, Result<()>),
+    Counts(tokio::sync::oneshot::Sender<Result<Counts>>, Result<Counts>),
+    NextDue(tokio::sync::oneshot::Sender<Result<Option<i64>>>, Result<Option<i64>>),
+}
+
+impl Reply {
+    fn fail(self, message: &str) {
+        let err = || StoreError::Corrupt(message.to_owned());
+        match self {
+            Reply::Claim(s, _) => drop(s.send(Err(err()))),
+            Reply::Unit(s, _) => drop(s.send(Err(err()))),
+            Reply::Counts(s, _) => drop(s.send(Err(err()))),
+            Reply::NextDue(s, _) => drop(s.send(Err(err()))),
+        }
+    }
+    fn send(self) {
+        match self {
+            Reply::Claim(s, r) => drop(s.send(r)),
+            Reply::Unit(s, r) => drop(s.send(r)),
+            Reply::Counts(s, r) => drop(s.send(r)),
+            Reply::NextDue(s, r) => drop(s.send(r)),
+        }
+    }
+}
+
+fn writer_loop(mut store: Store, rx: mpsc::Receiver<Command>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        let tx = match store.conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                let msg = format!("cannot start a transaction: {e}");
+                for cmd in batch {
+                    reply_of(cmd).fail(&msg);
+                }
+                continue;
+            }
+        };
+        let replies: Vec<Reply> = batch.into_iter().map(|cmd| execute(&tx, cmd)).collect();
+        match tx.commit() {
+            Ok(()) => replies.into_iter().for_each(Reply::send),
+            Err(e) => {
+                let msg = format!("cannot commit to the database: {e}");
+                replies.into_iter().for_each(|r| r.fail(&msg));
+            }
+        }
+    }
+}
+
+fn reply_of(cmd: Command) -> Reply {
+    match cmd {
+        Command::Claim { reply, .. } => Reply::Claim(reply, Ok(Vec::new())),
+        Command::Complete { reply, .. } | Command::SetRunState { reply, .. } => Reply::Unit(reply, Ok(())),
+        Command::Counts { reply, .. } => Reply::Counts(reply, Ok(Counts::default())),
+        Command::NextDue { reply, .. } => Reply::NextDue(reply, Ok(None)),
+    }
+}
+
+fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
+    match cmd {
+        Command::Claim { run_id, now, limit, reply } => Reply::Claim(reply, claim(tx, run_id, now, limit)),
+        Command::Complete { run_id, line, outcome, attempts, reply } => {
+            Reply::Unit(reply, complete(tx, run_id, line, &outcome, &attempts))
+        }
+        Command::Counts { run_id, reply } => Reply::Counts(reply, counts(tx, run_id)),
+        Command::NextDue { run_id, reply } => Reply::NextDue(
+            reply,
+            tx.prepare_cached("SELECT min(next_at) FROM rows WHERE run_id = ?1 AND state = 'pending'")
+                .and_then(|mut s| s.query_row([run_id], |r| r.get(0)))
+                .map_err(Into::into),
+        ),
+        Command::SetRunState { run_id, state, exit_code, message, reply } => {
+            Reply::Unit(reply, set_run_state(tx, run_id, state, exit_code, message.as_deref()))
+        }
+    }
+}
+
+fn claim(tx: &Transaction<'_>, run_id: i64, now: i64, limit: usize) -> Result<Vec<Claimed>> {
+    let mut select = tx.prepare_cached(
+        "SELECT line, request, reconcile, attempts, failures, throttled FROM rows
+         WHERE run_id = ?1 AND state = 'pending' AND next_at <= ?2 ORDER BY next_at, line LIMIT ?3",
+    )?;
+    let claimed = select
+        .query_map(params![run_id, now, limit as i64], |r| {
+            Ok(Claimed {
+                line: r.get(0)?,
+                request: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                reconcile: r.get::<_, i64>(2)? != 0,
+                attempts: r.get::<_, i64>(3)? as u32,
+                failures: r.get::<_, i64>(4)? as u32,
+                throttled: r.get::<_, i64>(5)? as u32,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut mark = tx.prepare_cached("UPDATE rows SET state = 'in_flight', updated_at = ?3 WHERE run_id = ?1 AND line = ?2")?;
+    for c in &claimed {
+        mark.execute(params![run_id, c.line, now])?;
+    }
+    Ok(claimed)
+}
+
+fn complete(tx: &Transaction<'_>, run_id: i64, line: i64, outcome: &Outcome, attempts: &[Attempt]) -> Result<()> {
+    let now = now_ms();
+    let sent = attempts.len() as i64;
+    match outcome {
+        Outcome::Succeeded { created, status, tracking_id, note } => {
+            tx.prepare_cached(
+                "UPDATE rows SET state = 'succeeded', attempts = attempts + ?3, last_status = ?4, tracking_id = coalesce(?5, tracking_id),
+                 error = ?6, result_id = ?7, result_number = ?8, result_link = ?9, reconcile = 0, updated_at = ?10
+                 WHERE run_id = ?1 AND line = ?2",
+            )?
+            .execute(params![run_id, line, sent, status, tracking_id, note, created.id, created.number, created.link, now])?;
+        }
+        Outcome::Retry { next_at, status, error, tracking_id, reconcile, counts_as_failure, throttled } => {
+            tx.prepare_cached(
+                "UPDATE rows SET state = 'pending', attempts = attempts + ?3, failures = failures + ?4, throttled = throttled + ?5,
+                 next_at = ?6, last_status = ?7, error = ?8, tracking_id = ?9, reconcile = max(reconcile, ?10), updated_at = ?11
+                 WHERE run_id = ?1 AND line = ?2",
+            )?
+            .execute(params![
+                run_id,
+                line,
+                sent,
+                *counts_as_failure as i64,
+                *throttled as i64,
+                next_at,
+                status,
+                error,
+                tracking_id,
+                *reconcile as i64,
+                now
+            ])?;
+        }
+        Outcome::Failed { status, error, tracking_id, reconcile } => {
+            tx.prepare_cached(
+                "UPDATE rows SET state = 'failed', attempts = attempts + ?3, last_status = ?4, error = ?5, tracking_id = ?6, updated_at = ?7,
+                 reconcile = max(reconcile, ?8) WHERE run_id = ?1 AND line = ?2",
+            )?
+            .execute(params![run_id, line, sent, status, error, tracking_id, now, *reconcile as i64])?;
+        }
+        Outcome::Released => {
+            tx.prepare_cached("UPDATE rows SET state = 'pending', attempts = attempts + ?3, updated_at = ?4 WHERE run_id = ?1 AND line = ?2")?
+                .execute(params![run_id, line, sent, now])?;
+        }
+    }
+    for a in attempts {
+        tx.prepare_cached(
+            "INSERT INTO attempts (run_id, line, action, started_at, finished_at, http_status, outcome, error, tracking_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![run_id, line, a.action, a.started_at, a.finished_at, a.http_status, a.outcome, a.error, a.tracking_id])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with_rows(n: u64) -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("q.db")).unwrap();
+        let opts = serde_json::json!({});
+        let mut ingest = store.begin_ingest(&NewRun { kind: "meetings", source_path: "x.csv", options: &opts }).unwrap();
+        for line in 2..2 + n {
+            ingest.add_row(line, &[format!("t{line}")], Some("{}"), None).unwrap();
+        }
+        ingest.add_row(2 + n, &["bad".into()], None, Some("title is empty")).unwrap();
+        let id = ingest.commit("abc", &["title".to_string()]).unwrap();
+        (dir, store, id)
+    }
+
+    #[test]
+    fn an_ingest_that_is_not_committed_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("q.db")).unwrap();
+        let opts = serde_json::json!({});
+        {
+            let mut ingest = store.begin_ingest(&NewRun { kind: "meetings", source_path: "x", options: &opts }).unwrap();
+            ingest.add_row(2, &[], Some("{}"), None).unwrap();
+        }
+        assert!(store.runs().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn claims_are_durable_and_resume_marks_them_for_lookup() {
+        let (dir, store, run) = store_with_rows(3);
+        assert_eq!(store.latest_run().unwrap().unwrap().source_sha256, "abc");
+        let writer = store.into_writer();
+        let got = writer.claim(run, now_ms(), 2).await.unwrap();
+        assert_eq!(got.iter().map(|c| c.line).collect::<Vec<_>>(), vec![2, 3]);
+        // A second connection (another process after a crash) sees them in flight.
+        let mut other = Store::open(&dir.path().join("q.db")).unwrap();
+        let c = other.counts(run).unwrap();
+        assert_eq!((c.pending, c.in_flight, c.invalid), (1, 2, 1));
+        writer
+            .complete(run, 2, Outcome::Succeeded { created: Created { id: "m1".into(), number: None, link: None }, status: Some(200), tracking_id: None, note: None }, vec![])
+            .await
+            .unwrap();
+        assert_eq!(other.prepare_resume(run, false).unwrap(), 1);
+        let c = other.counts(run).unwrap();
+        assert_eq!((c.pending, c.in_flight, c.succeeded), (2, 0, 1));
+        let again = writer.claim(run, now_ms(), 10).await.unwrap();
+        assert_eq!(again.iter().map(|c| (c.line, c.reconcile)).collect::<Vec<_>>(), vec![(3, true), (4, false)]);
+        assert_eq!(other.attempts(run, 3).unwrap()[0].0, "interrupted");
+    }
+
+    #[tokio::test]
+    async fn retries_wait_until_due() {
+        let (_dir, store, run) = store_with_rows(1);
+        let writer = store.into_writer();
+        let now = now_ms();
+        let c = writer.claim(run, now, 5).await.unwrap();
+        assert_eq!(c.len(), 1);
+        let retry = Outcome::Retry { next_at: now + 60_000, status: Some(503), error: "busy".into(), tracking_id: None, reconcile: true, counts_as_failure: true, throttled: false };
+        writer.complete(run, 2, retry, vec![]).await.unwrap();
+        assert!(writer.claim(run, now, 5).await.unwrap().is_empty());
+        assert_eq!(writer.next_due(run).await.unwrap(), Some(now + 60_000));
+        let later = writer.claim(run, now + 60_000, 5).await.unwrap();
+        assert_eq!((later[0].failures, later[0].reconcile), (1, true));
+    }
+}

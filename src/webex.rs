@@ -1,0 +1,442 @@
+//! The Webex REST client: the only module that speaks HTTP.
+//!
+//! It sends only what the OpenAPI specs define and turns every answer into
+//! either a typed value or an [`ApiError`] whose predicates
+//! (`is_rate_limited`, `is_retryable`, `may_have_happened`, ...) tell the
+//! engine what to do, so no other module looks at status codes.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// The header Webex uses to correlate a request with its logs.
+pub const TRACKING_HEADER: &str = "TrackingID";
+
+/// Why a base URL is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BaseUrlError {
+    #[error("`{0}` is not a URL")]
+    NotAUrl(String),
+    #[error("`{0}` uses plain http to a host that is not this machine; tokens must not travel unencrypted: use https")]
+    Insecure(String),
+    #[error("`{0}` must use https (or http to a loopback address)")]
+    Scheme(String),
+}
+
+/// Checks a base URL: https anywhere, plain http only to loopback hosts
+/// (127.0.0.0/8, ::1, localhost). Returns it without a trailing slash.
+pub fn check_base_url(raw: &str) -> Result<Url, BaseUrlError> {
+    let url = Url::parse(raw.trim()).map_err(|_| BaseUrlError::NotAUrl(raw.to_owned()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                return Err(BaseUrlError::Insecure(raw.to_owned()));
+            }
+        }
+        _ => return Err(BaseUrlError::Scheme(raw.to_owned())),
+    }
+    let mut url = url;
+    let trimmed = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&trimmed);
+    Ok(url)
+}
+
+/// A failed API call, classified.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Webex answered with an error status.
+    #[error("HTTP {status}: {message}")]
+    Status {
+        status: u16,
+        /// Webex's message (with the `errors[].description` details).
+        message: String,
+        /// Webex's trackingId (from the body, else the response header).
+        tracking_id: Option<String>,
+        /// The raw `Retry-After` header, if any.
+        retry_after: Option<String>,
+    },
+    /// No answer in time; the request may have been carried out.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection could not be made; the request was not sent.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The connection broke after the request was (maybe) sent.
+    #[error("connection lost: {0}")]
+    Transport(String),
+    /// A 2xx answer we could not read.
+    #[error("unreadable answer (HTTP {status}): {detail}")]
+    Decode { status: u16, detail: String, tracking_id: Option<String> },
+}
+
+impl ApiError {
+    /// The HTTP status, if there was an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } | ApiError::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+    /// Webex's trackingId, if the answer had one.
+    pub fn tracking_id(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { tracking_id, .. } | ApiError::Decode { tracking_id, .. } => tracking_id.as_deref(),
+            _ => None,
+        }
+    }
+    /// 429: slow down and wait for Retry-After.
+    pub fn is_rate_limited(&self) -> bool {
+        self.status() == Some(429)
+    }
+    /// 401: the access token is not (or no longer) accepted.
+    pub fn is_unauthorized(&self) -> bool {
+        self.status() == Some(401)
+    }
+    /// Worth trying again later: 5xx, 408, 423, timeouts and broken connections.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ApiError::Status { status, .. } => matches!(status, 408 | 423 | 500..=599),
+            ApiError::Timeout(_) | ApiError::Connect(_) | ApiError::Transport(_) => true,
+            ApiError::Decode { .. } => false,
+        }
+    }
+    /// Whether a create that ended this way may still have been carried
+    /// out. Only answers that say "not done" (4xx, and a connection that
+    /// never opened) rule it out.
+    pub fn may_have_happened(&self) -> bool {
+        match self {
+            ApiError::Status { status, .. } => *status >= 500 || *status == 408,
+            ApiError::Connect(_) => false,
+            ApiError::Timeout(_) | ApiError::Transport(_) | ApiError::Decode { .. } => true,
+        }
+    }
+    /// The raw Retry-After header of the answer.
+    pub fn retry_after(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { retry_after, .. } => retry_after.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// What we keep of a meeting Webex returns.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Meeting {
+    pub id: String,
+    #[serde(default)]
+    pub meeting_number: Option<String>,
+    #[serde(default)]
+    pub web_link: Option<String>,
+    #[serde(default)]
+    pub host_email: Option<String>,
+    #[serde(default)]
+    pub start: Option<String>,
+    #[serde(default)]
+    pub end: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+/// A successful answer and the trackingId that came with it.
+#[derive(Clone, Debug)]
+pub struct Answer<T> {
+    pub value: T,
+    pub status: u16,
+    pub tracking_id: Option<String>,
+}
+
+/// The token endpoint's answer.
+#[derive(Clone, Deserialize)]
+pub struct TokenGrant {
+    pub access_token: SecretString,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    #[serde(default)]
+    pub refresh_token: Option<SecretString>,
+    #[serde(default)]
+    pub refresh_token_expires_in: Option<u64>,
+}
+
+impl std::fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("access_token", &"[REDACTED]")
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[REDACTED]"))
+            .field("refresh_token_expires_in", &self.refresh_token_expires_in)
+            .finish()
+    }
+}
+
+/// Why a token grant failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// The server refused (bad, expired or revoked refresh token; wrong client).
+    #[error("the token endpoint refused: {0}")]
+    Refused(String),
+    /// The server could not be reached or did not answer properly.
+    #[error("the token endpoint failed: {0}")]
+    Unavailable(ApiError),
+}
+
+/// An HTTP client for one Webex base URL.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    timeout: Duration,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+    #[serde(default, rename = "trackingId")]
+    tracking_id: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorItem {
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+fn bearer(token: &SecretString) -> HeaderValue {
+    let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+    v.set_sensitive(true);
+    v
+}
+
+/// A fresh TrackingID for one request.
+pub fn new_tracking_id() -> String {
+    format!("WEBEXBULK_{}", uuid::Uuid::new_v4())
+}
+
+impl Client {
+    /// A client for `base` (already checked with [`check_base_url`]).
+    pub fn new(base: Url, timeout: Duration) -> Client {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("webex-bulk/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .expect("a TLS backend is compiled in");
+        Client { http, base, timeout }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut u = self.base.clone();
+        let p = format!("{}/{}", self.base.path().trim_end_matches('/'), path.trim_start_matches('/'));
+        u.set_path(&p);
+        u
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> ApiError {
+        if e.is_timeout() {
+            ApiError::Timeout(self.timeout)
+        } else if e.is_connect() {
+            ApiError::Connect(without_url(&e))
+        } else {
+            ApiError::Transport(without_url(&e))
+        }
+    }
+
+    async fn send<T: for<'de> Deserialize<'de>>(&self, req: reqwest::RequestBuilder, tracking_id: &str) -> Result<Answer<T>, ApiError> {
+        let resp = req.header(TRACKING_HEADER, tracking_id).send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let header_tracking = header_str(&headers, TRACKING_HEADER);
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        if (200..300).contains(&status) {
+            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(body)
+                .map(|value| Answer { value, status, tracking_id: header_tracking.clone() })
+                .map_err(|e| ApiError::Decode { status, detail: e.to_string(), tracking_id: header_tracking });
+        }
+        Err(status_error(status, &headers, &bytes, header_tracking))
+    }
+
+    /// `POST /meetings`. `body` is the JSON the queue stored for the row.
+    pub async fn create_meeting(&self, token: &SecretString, body: &str, tracking_id: &str) -> Result<Answer<Meeting>, ApiError> {
+        let req = self
+            .http
+            .post(self.url("meetings"))
+            .header(AUTHORIZATION, bearer(token))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned());
+        self.send(req, tracking_id).await
+    }
+
+    /// `GET /meetings?integrationTag=&hostEmail=&from=&to=`: meetings that
+    /// carry our tag, in a window around the meeting (the API only looks at
+    /// a window, 7 days from now by default).
+    pub async fn find_meetings_by_tag(
+        &self,
+        token: &SecretString,
+        tag: &str,
+        host_email: &str,
+        from: &str,
+        to: &str,
+        tracking_id: &str,
+    ) -> Result<Answer<Vec<Meeting>>, ApiError> {
+        let req = self
+            .http
+            .get(self.url("meetings"))
+            .header(AUTHORIZATION, bearer(token))
+            .query(&[("integrationTag", tag), ("hostEmail", host_email), ("from", from), ("to", to), ("max", "10")]);
+        let a: Answer<Items<Meeting>> = self.send(req, tracking_id).await?;
+        Ok(Answer { value: a.value.items, status: a.status, tracking_id: a.tracking_id })
+    }
+
+    /// `POST /access_token` with the refresh-token grant.
+    pub async fn refresh_grant(&self, client_id: &str, client_secret: &SecretString, refresh_token: &SecretString) -> Result<TokenGrant, GrantError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("client_secret", client_secret.expose_secret()),
+            ("refresh_token", refresh_token.expose_secret()),
+        ];
+        let req = self.http.post(self.url("access_token")).form(&form);
+        match self.send::<TokenGrant>(req, &new_tracking_id()).await {
+            Ok(a) => Ok(a.value),
+            Err(e @ ApiError::Status { status, .. }) if (400..500).contains(&status) && status != 429 => Err(GrantError::Refused(e.to_string())),
+            Err(e) => Err(GrantError::Unavailable(e)),
+        }
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// A transport error in words: reqwest's own text without the URL, and the
+/// innermost cause (e.g. "connection closed before message completed").
+fn without_url(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut innermost = None;
+    let mut source = e.source();
+    while let Some(s) = source {
+        innermost = Some(s.to_string());
+        source = s.source();
+    }
+    let kind = if e.is_body() || e.is_decode() {
+        "the answer broke off"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    match innermost {
+        Some(cause) => format!("{kind}: {cause}"),
+        None => kind.to_owned(),
+    }
+}
+
+fn status_error(status: u16, headers: &HeaderMap, bytes: &[u8], header_tracking: Option<String>) -> ApiError {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(bytes).ok();
+    let mut message = String::new();
+    let mut tracking_id = header_tracking;
+    if let Some(b) = parsed {
+        if let Some(m) = b.message.or(b.error_description.clone()).filter(|m| !m.is_empty()) {
+            message = m;
+        }
+        let details: Vec<String> = b.errors.into_iter().filter_map(|e| e.description).filter(|d| !d.is_empty() && *d != message).collect();
+        if !details.is_empty() {
+            if message.is_empty() {
+                message = details.join("; ");
+            } else {
+                message = format!("{message} ({})", details.join("; "));
+            }
+        }
+        if let Some(code) = b.error {
+            message = if message.is_empty() { code } else { format!("{code}: {message}") };
+        }
+        if b.tracking_id.is_some() {
+            tracking_id = b.tracking_id;
+        }
+    }
+    if message.is_empty() {
+        message = reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error").to_owned();
+    }
+    ApiError::Status { status, message, tracking_id, retry_after: header_str(headers, RETRY_AFTER.as_str()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert!(check_base_url("https://webexapis.com/v1").is_ok());
+        assert_eq!(check_base_url("http://127.0.0.1:8080/v1/").unwrap().as_str(), "http://127.0.0.1:8080/v1");
+        assert!(check_base_url("http://127.3.2.1/v1").is_ok());
+        assert!(check_base_url("http://localhost:1/v1").is_ok());
+        assert!(check_base_url("http://[::1]:1/v1").is_ok());
+        assert!(matches!(check_base_url("http://webexapis.com/v1"), Err(BaseUrlError::Insecure(_))));
+        assert!(matches!(check_base_url("http://10.0.0.1/v1"), Err(BaseUrlError::Insecure(_))));
+        assert!(matches!(check_base_url("http://localhost.evil.com/v1"), Err(BaseUrlError::Insecure(_))));
+        assert!(matches!(check_base_url("ftp://x/v1"), Err(BaseUrlError::Scheme(_))));
+        assert!(matches!(check_base_url("webexapis.com"), Err(BaseUrlError::NotAUrl(_))));
+    }
+
+    #[test]
+    fn error_bodies_keep_message_details_and_tracking_id() {
+        let body = br#"{"message":"Invalid input","errors":[{"description":"title is too long"}],"trackingId":"ROUTER_1"}"#;
+        let e = status_error(400, &HeaderMap::new(), body, Some("HDR".into()));
+        assert_eq!(e.to_string(), "HTTP 400: Invalid input (title is too long)");
+        assert_eq!(e.tracking_id(), Some("ROUTER_1"));
+        assert!(!e.is_retryable() && !e.may_have_happened());
+        let e = status_error(502, &HeaderMap::new(), b"<html>bad gateway</html>", Some("HDR".into()));
+        assert_eq!(e.to_string(), "HTTP 502: Bad Gateway");
+        assert_eq!(e.tracking_id(), Some("HDR"));
+        assert!(e.is_retryable() && e.may_have_happened());
+        let e = status_error(400, &HeaderMap::new(), br#"{"error":"invalid_grant","error_description":"expired"}"#, None);
+        assert_eq!(e.to_string(), "HTTP 400: invalid_grant: expired");
+    }
+
+    #[test]
+    fn classification() {
+        let st = |s| ApiError::Status { status: s, message: String::new(), tracking_id: None, retry_after: None };
+        assert!(st(429).is_rate_limited() && !st(429).may_have_happened());
+        assert!(st(401).is_unauthorized() && !st(401).is_retryable());
+        assert!(st(423).is_retryable() && !st(423).may_have_happened());
+        assert!(st(409).status() == Some(409) && !st(409).is_retryable());
+        assert!(ApiError::Connect("x".into()).is_retryable() && !ApiError::Connect("x".into()).may_have_happened());
+        assert!(ApiError::Transport("x".into()).may_have_happened());
+    }
+
+    #[test]
+    fn grant_debug_hides_tokens() {
+        let g = TokenGrant { access_token: "AT-secret".into(), expires_in: Some(1), refresh_token: Some("RT-secret".into()), refresh_token_expires_in: None };
+        let s = format!("{g:?}");
+        assert!(!s.contains("secret"), "{s}");
+    }
+}
