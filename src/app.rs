@@ -61,11 +61,18 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEBEX_BULK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("webex_bulk={level}")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(progress::LogWriter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(progress::LogWriter)
+        .with_target(false)
+        .try_init();
 }
 
 fn with_runtime<F: std::future::Future<Output = i32>>(f: impl FnOnce() -> F) -> i32 {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(f()),
         Err(e) => fail(EXIT_USAGE, format!("cannot start the async runtime: {e}")),
     }
@@ -78,7 +85,12 @@ pub fn fail(code: i32, reason: impl std::fmt::Display) -> i32 {
 }
 
 fn open_store(db: &DbArg) -> Result<Store, i32> {
-    Store::open(&db.db).map_err(|e| fail(EXIT_USAGE, format!("cannot open the database {}: {e}", db.db.display())))
+    Store::open(&db.db).map_err(|e| {
+        fail(
+            EXIT_USAGE,
+            format!("cannot open the database {}: {e}", db.db.display()),
+        )
+    })
 }
 
 fn print_problem(path: &Path, p: &Problem) {
@@ -88,12 +100,18 @@ fn print_problem(path: &Path, p: &Problem) {
 fn validate(args: &ValidateArgs) -> i32 {
     let now = chrono::Utc::now();
     let mut errors = 0u64;
-    let result = ingest::scan(&args.file, args.encoding, now, |_, _, _| Ok(()), |p| {
-        if p.severity == Severity::Error {
-            errors += 1;
-        }
-        print_problem(&args.file, p);
-    });
+    let result = ingest::scan(
+        &args.file,
+        args.encoding,
+        now,
+        |_, _, _| Ok(()),
+        |p| {
+            if p.severity == Severity::Error {
+                errors += 1;
+            }
+            print_problem(&args.file, p);
+        },
+    );
     match result {
         Ok(scan) => {
             println!(
@@ -126,7 +144,13 @@ fn input_error(path: &Path, e: IngestError) -> i32 {
 
 fn status(args: &StatusArgs) -> i32 {
     if !args.db.db.exists() {
-        return fail(EXIT_USAGE, format!("no database at {} (runs create it; pass --db to look elsewhere)", args.db.db.display()));
+        return fail(
+            EXIT_USAGE,
+            format!(
+                "no database at {} (runs create it; pass --db to look elsewhere)",
+                args.db.db.display()
+            ),
+        );
     }
     let store = match open_store(&args.db) {
         Ok(s) => s,
@@ -155,7 +179,19 @@ fn status(args: &StatusArgs) -> i32 {
         println!("no runs in {}", args.db.db.display());
         return EXIT_OK;
     }
-    println!("{:>4}  {:<9} {:<12} {:>6} {:>8} {:>9} {:>9} {:>7} {:>8}  {:<20}  file", "run", "kind", "state", "total", "pending", "in_flight", "succeeded", "failed", "invalid", "created");
+    println!(
+        "{:>4}  {:<9} {:<12} {:>6} {:>8} {:>9} {:>9} {:>7} {:>8}  {:<20}  file",
+        "run",
+        "kind",
+        "state",
+        "total",
+        "pending",
+        "in_flight",
+        "succeeded",
+        "failed",
+        "invalid",
+        "created"
+    );
     for (r, c) in &list {
         println!(
             "{:>4}  {:<9} {:<12} {:>6} {:>8} {:>9} {:>9} {:>7} {:>8}  {:<20}  {}",
@@ -178,13 +214,19 @@ fn status(args: &StatusArgs) -> i32 {
 fn state_label(r: &RunInfo) -> String {
     match (r.state, r.exit_code) {
         (RunState::Finished, Some(code)) => format!("finished({code})"),
-        (state, _) => serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        (state, _) => serde_json::to_value(state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
     }
 }
 
 fn report(args: &ReportArgs) -> i32 {
     if !args.db.db.exists() {
-        return fail(EXIT_USAGE, format!("no database at {}", args.db.db.display()));
+        return fail(
+            EXIT_USAGE,
+            format!("no database at {}", args.db.db.display()),
+        );
     }
     let store = match open_store(&args.db) {
         Ok(s) => s,
@@ -203,7 +245,9 @@ fn report(args: &ReportArgs) -> i32 {
         Some(path) => {
             let file = match std::fs::File::create(path) {
                 Ok(f) => f,
-                Err(e) => return fail(EXIT_USAGE, format!("cannot create {}: {e}", path.display())),
+                Err(e) => {
+                    return fail(EXIT_USAGE, format!("cannot create {}: {e}", path.display()))
+                }
             };
             crate::report::write_report(&store, &run, args.failed, std::io::BufWriter::new(file))
         }
@@ -239,8 +283,17 @@ pub struct RunPlan {
 
 /// What a run works on.
 pub enum Source {
-    File { path: PathBuf, encoding: Encoding, strict: bool, max_rows: Option<u64>, new_run: bool },
-    Resume { run: Option<i64>, retry_failed: bool },
+    File {
+        path: PathBuf,
+        encoding: Encoding,
+        strict: bool,
+        max_rows: Option<u64>,
+        new_run: bool,
+    },
+    Resume {
+        run: Option<i64>,
+        retry_failed: bool,
+    },
 }
 
 async fn run(args: RunArgs) -> i32 {
@@ -251,13 +304,24 @@ async fn run(args: RunArgs) -> i32 {
             } else {
                 match which.parse::<i64>() {
                     Ok(id) => Some(id),
-                    Err(_) => return fail(EXIT_USAGE, format!("--resume takes a run id (a number), not `{which}`")),
+                    Err(_) => {
+                        return fail(
+                            EXIT_USAGE,
+                            format!("--resume takes a run id (a number), not `{which}`"),
+                        )
+                    }
                 }
             };
-            Source::Resume { run, retry_failed: args.retry_failed }
+            Source::Resume {
+                run,
+                retry_failed: args.retry_failed,
+            }
         }
         None => Source::File {
-            path: args.file.clone().expect("clap requires FILE without --resume"),
+            path: args
+                .file
+                .clone()
+                .expect("clap requires FILE without --resume"),
             encoding: args.encoding,
             strict: args.strict,
             max_rows: args.max_rows,
@@ -283,7 +347,10 @@ async fn run(args: RunArgs) -> i32 {
 
 /// Resolves when Ctrl-C is pressed; a second Ctrl-C exits at once (rows in
 /// flight are looked up on resume, so nothing is lost or doubled).
-pub fn ctrl_c_shutdown() -> (impl std::future::Future<Output = ()>, tokio::task::JoinHandle<()>) {
+pub fn ctrl_c_shutdown() -> (
+    impl std::future::Future<Output = ()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -315,7 +382,11 @@ pub struct RunResult {
 
 impl RunResult {
     fn early(code: i32) -> RunResult {
-        RunResult { code, run_id: None, counts: Counts::default() }
+        RunResult {
+            code,
+            run_id: None,
+            counts: Counts::default(),
+        }
     }
 }
 
@@ -327,15 +398,32 @@ pub async fn execute(plan: RunPlan, shutdown: impl std::future::Future<Output = 
     }
 }
 
-async fn execute_inner(plan: RunPlan, shutdown: impl std::future::Future<Output = ()>) -> Result<RunResult, i32> {
-    let mut store = Store::open(&plan.db).map_err(|e| fail(EXIT_USAGE, format!("cannot open the database {}: {e}", plan.db.display())))?;
+async fn execute_inner(
+    plan: RunPlan,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunResult, i32> {
+    let mut store = Store::open(&plan.db).map_err(|e| {
+        fail(
+            EXIT_USAGE,
+            format!("cannot open the database {}: {e}", plan.db.display()),
+        )
+    })?;
     let _lock = lock_database(&plan.db)?;
 
     // The run: a new one from a file, or one to continue.
     let stored_options;
     let run_id = match &plan.source {
-        Source::File { path, encoding, strict, max_rows, new_run } => {
-            let base = plan.base_url.clone().unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        Source::File {
+            path,
+            encoding,
+            strict,
+            max_rows,
+            new_run,
+        } => {
+            let base = plan
+                .base_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
             check_base_url(&base).map_err(|e| fail(EXIT_USAGE, e))?;
             // Credentials are checked before anything is queued.
             let _ = credentials(&plan)?;
@@ -347,7 +435,14 @@ async fn execute_inner(plan: RunPlan, shutdown: impl std::future::Future<Output 
                 "rate": rate,
                 "max_attempts": plan.max_attempts.unwrap_or(8),
             });
-            let opts = IngestOptions { encoding: *encoding, strict: *strict, max_rows: *max_rows, new_run: *new_run, options: &options, now: chrono::Utc::now() };
+            let opts = IngestOptions {
+                encoding: *encoding,
+                strict: *strict,
+                max_rows: *max_rows,
+                new_run: *new_run,
+                options: &options,
+                now: chrono::Utc::now(),
+            };
             const SHOWN: usize = 50;
             let mut shown = 0usize;
             let mut hidden = 0u64;
@@ -363,7 +458,13 @@ async fn execute_inner(plan: RunPlan, shutdown: impl std::future::Future<Output 
             if hidden > 0 {
                 eprintln!("... and {hidden} more problems (`webex-bulk report --failed` lists every invalid row with its reason)");
             }
-            eprintln!("queued run {run_id}: {} rows from {} ({} valid, {} invalid)", scan.rows, path.display(), scan.valid, scan.invalid);
+            eprintln!(
+                "queued run {run_id}: {} rows from {} ({} valid, {} invalid)",
+                scan.rows,
+                path.display(),
+                scan.valid,
+                scan.invalid
+            );
             stored_options = options;
             run_id
         }
@@ -373,7 +474,15 @@ async fn execute_inner(plan: RunPlan, shutdown: impl std::future::Future<Output 
                 None => store.latest_run(),
             }
             .map_err(|e| fail(EXIT_USAGE, e))?
-            .ok_or_else(|| fail(EXIT_USAGE, format!("no run to resume in {} (see `webex-bulk status`)", plan.db.display())))?;
+            .ok_or_else(|| {
+                fail(
+                    EXIT_USAGE,
+                    format!(
+                        "no run to resume in {} (see `webex-bulk status`)",
+                        plan.db.display()
+                    ),
+                )
+            })?;
             let counts = store.counts(info.id).map_err(|e| fail(EXIT_USAGE, e))?;
             if info.state == RunState::Finished && !(*retry_failed && counts.failed > 0) {
                 let code = info.exit_code.unwrap_or_else(|| counts.exit_code());
@@ -381,47 +490,102 @@ async fn execute_inner(plan: RunPlan, shutdown: impl std::future::Future<Output 
                     "run {} already finished: {} succeeded, {} failed, {} invalid; nothing to send",
                     info.id, counts.succeeded, counts.failed, counts.invalid
                 );
-                return Ok(RunResult { code, run_id: Some(info.id), counts });
+                return Ok(RunResult {
+                    code,
+                    run_id: Some(info.id),
+                    counts,
+                });
             }
             let _ = credentials(&plan)?;
-            let reopened = store.prepare_resume(info.id, *retry_failed).map_err(|e| fail(EXIT_USAGE, e))?;
+            let reopened = store
+                .prepare_resume(info.id, *retry_failed)
+                .map_err(|e| fail(EXIT_USAGE, e))?;
             eprintln!(
                 "resuming run {} ({}): {} rows left{}",
                 info.id,
                 info.source_path,
                 counts.pending + counts.in_flight + if *retry_failed { counts.failed } else { 0 },
-                if reopened > 0 { format!(", {reopened} of them were in flight and will be looked up before any resend") } else { String::new() }
+                if reopened > 0 {
+                    format!(", {reopened} of them were in flight and will be looked up before any resend")
+                } else {
+                    String::new()
+                }
             );
             stored_options = info.options.clone();
             info.id
         }
     };
 
-    let opt_str = |k: &str| stored_options.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let opt_str = |k: &str| {
+        stored_options
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
     let opt_u64 = |k: &str| stored_options.get(k).and_then(|v| v.as_u64());
-    let base = plan.base_url.clone().or_else(|| opt_str("base_url")).unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+    let base = plan
+        .base_url
+        .clone()
+        .or_else(|| opt_str("base_url"))
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
     let base = check_base_url(&base).map_err(|e| fail(EXIT_USAGE, e))?;
-    let rate = plan.rate.clone().or_else(|| opt_str("rate")).unwrap_or_else(|| "10/s".into());
+    let rate = plan
+        .rate
+        .clone()
+        .or_else(|| opt_str("rate"))
+        .unwrap_or_else(|| "10/s".into());
     let rate: Rate = parse_rate(&rate).map_err(|e| fail(EXIT_USAGE, e))?;
     let settings = Settings {
-        concurrency: plan.concurrency.map(u64::from).or_else(|| opt_u64("concurrency")).unwrap_or(8).max(1) as usize,
-        max_attempts: plan.max_attempts.map(u64::from).or_else(|| opt_u64("max_attempts")).unwrap_or(8).max(1) as u32,
+        concurrency: plan
+            .concurrency
+            .map(u64::from)
+            .or_else(|| opt_u64("concurrency"))
+            .unwrap_or(8)
+            .max(1) as usize,
+        max_attempts: plan
+            .max_attempts
+            .map(u64::from)
+            .or_else(|| opt_u64("max_attempts"))
+            .unwrap_or(8)
+            .max(1) as u32,
         ..Settings::default()
     };
 
     let counts = store.counts(run_id).map_err(|e| fail(EXIT_USAGE, e))?;
     let client = Client::new(base, plan.timeout);
     let creds = credentials(&plan)?;
-    let tokens = Arc::new(TokenManager::new(creds, client.clone(), CredentialStore::new(&plan.home), &plan.profile));
+    let tokens = Arc::new(TokenManager::new(
+        creds,
+        client.clone(),
+        CredentialStore::new(&plan.home),
+        &plan.profile,
+    ));
     let tally = Arc::new(Tally::default());
-    tally.succeeded.store(counts.succeeded, std::sync::atomic::Ordering::Relaxed);
-    tally.failed.store(counts.failed + counts.invalid, std::sync::atomic::Ordering::Relaxed);
+    tally
+        .succeeded
+        .store(counts.succeeded, std::sync::atomic::Ordering::Relaxed);
+    tally.failed.store(
+        counts.failed + counts.invalid,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     if let Rate::PerSecond(r) = rate {
-        tally.rate_milli.store((r * 1000.0) as u64, std::sync::atomic::Ordering::Relaxed);
+        tally
+            .rate_milli
+            .store((r * 1000.0) as u64, std::sync::atomic::Ordering::Relaxed);
     }
     let pause = Arc::new(Pause::default());
     let writer = store.into_writer();
-    let shared = Arc::new(Shared::new(run_id, writer.clone(), client, tokens, Arc::new(Limiter::new(rate)), pause.clone(), tally.clone(), settings));
+    let shared = Arc::new(Shared {
+        run_id,
+        writer: writer.clone(),
+        client,
+        tokens,
+        limiter: Arc::new(Limiter::new(rate)),
+        pause: pause.clone(),
+        tally: tally.clone(),
+        settings,
+        auth_stop: Default::default(),
+    });
 
     let started = Instant::now();
     let display = Progress::new(plan.progress, counts.total(), counts.done(), tally, pause);
@@ -445,16 +609,31 @@ async fn execute_inner(plan: RunPlan, shutdown: impl std::future::Future<Output 
     let stop = engine::run(shared.clone(), shutdown).await;
     ticker.1.abort();
     ticker.0.finish();
-    let stop = stop.map_err(|e| fail(EXIT_USAGE, format!("run {run_id} stopped: {e}; `webex-bulk run --resume {run_id}` continues")))?;
-    let counts = writer.counts(run_id).await.map_err(|e| fail(EXIT_USAGE, e))?;
+    let stop = stop.map_err(|e| {
+        fail(
+            EXIT_USAGE,
+            format!("run {run_id} stopped: {e}; `webex-bulk run --resume {run_id}` continues"),
+        )
+    })?;
+    let counts = writer
+        .counts(run_id)
+        .await
+        .map_err(|e| fail(EXIT_USAGE, e))?;
     let elapsed = progress::humanize(started.elapsed());
     let (state, code, message) = match &stop {
         Stop::Finished => (RunState::Finished, counts.exit_code(), None),
-        Stop::Interrupted => (RunState::Interrupted, EXIT_INTERRUPTED, Some("interrupted by Ctrl-C".to_owned())),
+        Stop::Interrupted => (
+            RunState::Interrupted,
+            EXIT_INTERRUPTED,
+            Some("interrupted by Ctrl-C".to_owned()),
+        ),
         Stop::AuthFailed(why) => (RunState::Paused, EXIT_AUTH, Some(why.clone())),
     };
     let exit_for_state = (state == RunState::Finished).then_some(code);
-    writer.set_run_state(run_id, state, exit_for_state, message).await.map_err(|e| fail(EXIT_USAGE, e))?;
+    writer
+        .set_run_state(run_id, state, exit_for_state, message)
+        .await
+        .map_err(|e| fail(EXIT_USAGE, e))?;
     let tally_line = format!(
         "{} succeeded, {} failed, {} invalid, {} left (of {})",
         counts.succeeded,
@@ -470,10 +649,16 @@ async fn execute_inner(plan: RunPlan, shutdown: impl std::future::Future<Output 
             if counts.failed + counts.invalid > 0 {
                 println!("rows that need attention: webex-bulk report --db {db} --run {run_id} --failed -o failed.csv");
             }
-            eprintln!("{}", match code {
-                EXIT_OK => "webex-bulk: every row succeeded".to_owned(),
-                _ => format!("webex-bulk: run {run_id} finished with {} failed and {} invalid rows", counts.failed, counts.invalid),
-            });
+            eprintln!(
+                "{}",
+                match code {
+                    EXIT_OK => "webex-bulk: every row succeeded".to_owned(),
+                    _ => format!(
+                        "webex-bulk: run {run_id} finished with {} failed and {} invalid rows",
+                        counts.failed, counts.invalid
+                    ),
+                }
+            );
         }
         Stop::Interrupted => {
             println!("run {run_id} interrupted after {elapsed}: {tally_line}");
@@ -484,7 +669,11 @@ async fn execute_inner(plan: RunPlan, shutdown: impl std::future::Future<Output 
             eprintln!("webex-bulk: authentication failed: {why}\nwebex-bulk: fix the credentials, then continue with `webex-bulk run --resume {run_id} --db {db}`");
         }
     }
-    Ok(RunResult { code, run_id: Some(run_id), counts })
+    Ok(RunResult {
+        code,
+        run_id: Some(run_id),
+        counts,
+    })
 }
 
 fn credentials(plan: &RunPlan) -> Result<Credentials, i32> {
@@ -553,6 +742,9 @@ async fn sim(args: SimArgs) -> i32 {
     let _ = tokio::signal::ctrl_c().await;
     let stats = handle.stats();
     handle.shutdown().await;
-    eprintln!("webex-bulk sim: stopped; {}", serde_json::to_string(&stats).unwrap_or_default());
+    eprintln!(
+        "webex-bulk sim: stopped; {}",
+        serde_json::to_string(&stats).unwrap_or_default()
+    );
     EXIT_OK
 }

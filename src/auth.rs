@@ -31,7 +31,9 @@ pub const HOME_ENV: &str = "WEBEX_BULK_HOME";
 pub fn home_dir() -> PathBuf {
     match std::env::var_os(HOME_ENV).filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => dirs::config_dir().unwrap_or_else(|| PathBuf::from(".")).join("webex-bulk"),
+        None => dirs::config_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("webex-bulk"),
     }
 }
 
@@ -47,7 +49,12 @@ pub struct EnvCredentials {
 impl EnvCredentials {
     /// Reads `WEBEX_ACCESS_TOKEN`, `WEBEX_REFRESH_TOKEN`, `WEBEX_CLIENT_ID`, `WEBEX_CLIENT_SECRET`.
     pub fn from_env() -> EnvCredentials {
-        let get = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         EnvCredentials {
             access_token: get("WEBEX_ACCESS_TOKEN").map(SecretString::from),
             refresh_token: get("WEBEX_REFRESH_TOKEN").map(SecretString::from),
@@ -84,9 +91,15 @@ pub struct StoredTokens {
 impl std::fmt::Debug for StoredTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredTokens")
-            .field("access_token", &self.access_token.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "[REDACTED]"),
+            )
             .field("access_expires_at", &self.access_expires_at)
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
+            )
             .field("refresh_expires_at", &self.refresh_expires_at)
             .field("updated_at", &self.updated_at)
             .finish()
@@ -109,7 +122,9 @@ pub enum AuthError {
     #[error("the access token was refused (401) and no refresh is possible: {0}")]
     CannotRefresh(&'static str),
     /// The token endpoint refused the refresh token.
-    #[error("the token refresh was refused ({0}); authorize again and set the new WEBEX_REFRESH_TOKEN")]
+    #[error(
+        "the token refresh was refused ({0}); authorize again and set the new WEBEX_REFRESH_TOKEN"
+    )]
     Refused(String),
     /// The token endpoint could not be reached (may pass).
     #[error("the token endpoint is unavailable: {0}")]
@@ -135,7 +150,9 @@ pub struct CredentialStore {
 impl CredentialStore {
     /// The store in `home` (the file need not exist yet).
     pub fn new(home: &Path) -> CredentialStore {
-        CredentialStore { path: home.join("credentials.json") }
+        CredentialStore {
+            path: home.join("credentials.json"),
+        }
     }
 
     /// The file's path.
@@ -144,12 +161,16 @@ impl CredentialStore {
     }
 
     fn err(&self, detail: impl ToString) -> AuthError {
-        AuthError::Store { path: self.path.clone(), detail: detail.to_string() }
+        AuthError::Store {
+            path: self.path.clone(),
+            detail: detail.to_string(),
+        }
     }
 
     fn read(&self) -> Result<CredentialFile, AuthError> {
         match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| self.err(format!("unreadable ({e}); delete it to start over"))),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| self.err(format!("unreadable ({e}); delete it to start over"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CredentialFile::default()),
             Err(e) => Err(self.err(e)),
         }
@@ -168,7 +189,10 @@ impl CredentialStore {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         create_private_dir(dir).map_err(|e| self.err(e))?;
         let bytes = serde_json::to_vec_pretty(&file).expect("serializable");
-        let tmp = dir.join(format!(".credentials.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let tmp = dir.join(format!(
+            ".credentials.{}.tmp",
+            uuid::Uuid::new_v4().simple()
+        ));
         let result = (|| -> std::io::Result<()> {
             let mut f = open_private(&tmp)?;
             f.write_all(&bytes)?;
@@ -189,12 +213,19 @@ impl CredentialStore {
 #[cfg(unix)]
 fn open_private(path: &Path) -> std::io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(not(unix))]
 fn open_private(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new().write(true).create_new(true).open(path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 #[cfg(unix)]
@@ -203,7 +234,10 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.as_os_str().is_empty() || dir.exists() {
         return Ok(());
     }
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 #[cfg(not(unix))]
@@ -239,13 +273,17 @@ pub fn resolve(env: EnvCredentials, stored: Option<StoredTokens>) -> Credentials
     let client_id = env.client_id;
     let client_secret = env.client_secret;
     match (env.refresh_token, stored) {
-        (Some(env_rt), Some(st)) if st.seeded_from.as_deref() == Some(fingerprint(&env_rt).as_str()) => Credentials {
-            access_token: st.access_token.map(SecretString::from).or(env.access_token),
-            refresh_token: st.refresh_token.map(SecretString::from).or(Some(env_rt)),
-            client_id,
-            client_secret,
-            seeded_from: st.seeded_from,
-        },
+        (Some(env_rt), Some(st))
+            if st.seeded_from.as_deref() == Some(fingerprint(&env_rt).as_str()) =>
+        {
+            Credentials {
+                access_token: st.access_token.map(SecretString::from).or(env.access_token),
+                refresh_token: st.refresh_token.map(SecretString::from).or(Some(env_rt)),
+                client_id,
+                client_secret,
+                seeded_from: st.seeded_from,
+            }
+        }
         (Some(env_rt), _) => Credentials {
             seeded_from: Some(fingerprint(&env_rt)),
             access_token: env.access_token,
@@ -256,7 +294,9 @@ pub fn resolve(env: EnvCredentials, stored: Option<StoredTokens>) -> Credentials
         (None, stored) => {
             let stored = stored.unwrap_or_default();
             Credentials {
-                access_token: env.access_token.or(stored.access_token.map(SecretString::from)),
+                access_token: env
+                    .access_token
+                    .or(stored.access_token.map(SecretString::from)),
                 refresh_token: stored.refresh_token.map(SecretString::from),
                 client_id,
                 client_secret,
@@ -296,9 +336,19 @@ pub struct TokenManager {
 
 impl TokenManager {
     /// A manager for these credentials; refreshed tokens go to `store` under `profile`.
-    pub fn new(creds: Credentials, client: Client, store: CredentialStore, profile: &str) -> TokenManager {
+    pub fn new(
+        creds: Credentials,
+        client: Client,
+        store: CredentialStore,
+        profile: &str,
+    ) -> TokenManager {
         TokenManager {
-            state: Mutex::new(TokenState { access: creds.access_token, generation: 0, refresh: creds.refresh_token, refused: None }),
+            state: Mutex::new(TokenState {
+                access: creds.access_token,
+                generation: 0,
+                refresh: creds.refresh_token,
+                refused: None,
+            }),
             refresh_lock: tokio::sync::Mutex::new(()),
             client,
             store,
@@ -313,7 +363,8 @@ impl TokenManager {
     /// Whether there is anything to authenticate with at all.
     pub fn has_credentials(&self) -> bool {
         let st = self.state.lock().expect("token state");
-        st.access.is_some() || (st.refresh.is_some() && self.client_id.is_some() && self.client_secret.is_some())
+        st.access.is_some()
+            || (st.refresh.is_some() && self.client_id.is_some() && self.client_secret.is_some())
     }
 
     /// The current access token and its generation.
@@ -350,7 +401,11 @@ impl TokenManager {
             }
             st.refresh.clone()
         };
-        let (Some(refresh), Some(id), Some(secret)) = (refresh, self.client_id.as_deref(), self.client_secret.as_ref()) else {
+        let (Some(refresh), Some(id), Some(secret)) = (
+            refresh,
+            self.client_id.as_deref(),
+            self.client_secret.as_ref(),
+        ) else {
             let why = "set WEBEX_REFRESH_TOKEN, WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET, or a fresh WEBEX_ACCESS_TOKEN";
             self.state.lock().expect("token state").refused = Some(why.to_owned());
             return Err(AuthError::CannotRefresh(why));
@@ -373,7 +428,9 @@ impl TokenManager {
                 access_token: Some(grant.access_token.expose_secret().to_owned()),
                 access_expires_at: grant.expires_in.map(|s| now.timestamp() + s as i64),
                 refresh_token: Some(new_refresh.expose_secret().to_owned()),
-                refresh_expires_at: grant.refresh_token_expires_in.map(|s| now.timestamp() + s as i64),
+                refresh_expires_at: grant
+                    .refresh_token_expires_in
+                    .map(|s| now.timestamp() + s as i64),
                 seeded_from: self.seeded_from.clone(),
                 updated_at: now.to_rfc3339(),
             },
@@ -393,7 +450,12 @@ mod tests {
     use super::*;
 
     fn env(at: Option<&str>, rt: Option<&str>) -> EnvCredentials {
-        EnvCredentials { access_token: at.map(Into::into), refresh_token: rt.map(Into::into), client_id: Some("id".into()), client_secret: Some("s".into()) }
+        EnvCredentials {
+            access_token: at.map(Into::into),
+            refresh_token: rt.map(Into::into),
+            client_id: Some("id".into()),
+            client_secret: Some("s".into()),
+        }
     }
 
     fn stored(at: &str, rt: &str, seed: Option<&str>) -> StoredTokens {
@@ -406,25 +468,37 @@ mod tests {
     }
 
     fn pair(c: &Credentials) -> (Option<&str>, Option<&str>) {
-        (c.access_token.as_ref().map(|s| s.expose_secret()), c.refresh_token.as_ref().map(|s| s.expose_secret()))
+        (
+            c.access_token.as_ref().map(|s| s.expose_secret()),
+            c.refresh_token.as_ref().map(|s| s.expose_secret()),
+        )
     }
 
     #[test]
     fn stored_tokens_win_over_the_env_token_they_descend_from() {
-        let c = resolve(env(Some("AT0"), Some("RT0")), Some(stored("AT1", "RT1", Some("RT0"))));
+        let c = resolve(
+            env(Some("AT0"), Some("RT0")),
+            Some(stored("AT1", "RT1", Some("RT0"))),
+        );
         assert_eq!(pair(&c), (Some("AT1"), Some("RT1")));
     }
 
     #[test]
     fn a_different_env_refresh_token_is_new_input() {
-        let c = resolve(env(Some("ATx"), Some("RTx")), Some(stored("AT1", "RT1", Some("RT0"))));
+        let c = resolve(
+            env(Some("ATx"), Some("RTx")),
+            Some(stored("AT1", "RT1", Some("RT0"))),
+        );
         assert_eq!(pair(&c), (Some("ATx"), Some("RTx")));
         assert_eq!(c.seeded_from, Some(fingerprint(&"RTx".into())));
     }
 
     #[test]
     fn without_env_refresh_token_env_access_token_wins_and_stored_refresh_is_kept() {
-        let c = resolve(env(Some("ATe"), None), Some(stored("AT1", "RT1", Some("RT0"))));
+        let c = resolve(
+            env(Some("ATe"), None),
+            Some(stored("AT1", "RT1", Some("RT0"))),
+        );
         assert_eq!(pair(&c), (Some("ATe"), Some("RT1")));
         let c = resolve(env(None, None), Some(stored("AT1", "RT1", None)));
         assert_eq!(pair(&c), (Some("AT1"), Some("RT1")));
@@ -444,9 +518,28 @@ mod tests {
         store.save("other", stored("AT2", "RT2", None)).unwrap();
         let mode = fs::metadata(store.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert_eq!(fs::metadata(&home).unwrap().permissions().mode() & 0o777, 0o700);
-        assert_eq!(store.load("default").unwrap().unwrap().access_token.as_deref(), Some("AT1"));
-        assert_eq!(store.load("other").unwrap().unwrap().refresh_token.as_deref(), Some("RT2"));
+        assert_eq!(
+            fs::metadata(&home).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            store
+                .load("default")
+                .unwrap()
+                .unwrap()
+                .access_token
+                .as_deref(),
+            Some("AT1")
+        );
+        assert_eq!(
+            store
+                .load("other")
+                .unwrap()
+                .unwrap()
+                .refresh_token
+                .as_deref(),
+            Some("RT2")
+        );
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(&home).unwrap().count(), 1);
         assert!(!format!("{:?}", store.load("default").unwrap()).contains("AT1"));

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 /// How the bytes of a file are to be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum Encoding {
     /// UTF-8, with or without a byte-order mark.
     #[value(name = "utf-8", alias = "utf8")]
@@ -50,7 +52,12 @@ pub struct Problem {
 
 impl Problem {
     /// An error in one cell.
-    pub fn cell(line: u64, column: &ColumnRef, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub fn cell(
+        line: u64,
+        column: &ColumnRef,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Problem {
             severity: Severity::Error,
             line,
@@ -62,7 +69,13 @@ impl Problem {
 
     /// An error about a whole line (or, with line 0, the whole file).
     pub fn line(line: u64, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Problem { severity: Severity::Error, line, column: None, message: message.into(), fix: fix.into() }
+        Problem {
+            severity: Severity::Error,
+            line,
+            column: None,
+            message: message.into(),
+            fix: fix.into(),
+        }
     }
 
     /// The same problem, downgraded to a warning.
@@ -73,7 +86,10 @@ impl Problem {
 
     /// Formats the problem for a person, naming the file.
     pub fn display<'a>(&'a self, file: &'a Path) -> impl fmt::Display + 'a {
-        ProblemDisplay { problem: self, file }
+        ProblemDisplay {
+            problem: self,
+            file,
+        }
     }
 }
 
@@ -130,10 +146,18 @@ pub enum ReadError {
     Io { path: PathBuf, source: io::Error },
     /// The file is not valid UTF-8 and no other encoding was asked for.
     #[error("{path}, line {line}: the file is not valid UTF-8 (column {column} holds bytes that are not UTF-8)\n    fix: save the file as \"CSV UTF-8\" in Excel, or pass --encoding windows-1252 if it came from Excel on Windows")]
-    NotUtf8 { path: PathBuf, line: u64, column: usize },
+    NotUtf8 {
+        path: PathBuf,
+        line: u64,
+        column: usize,
+    },
     /// The CSV structure is broken (for example an unterminated quote).
     #[error("{path}, line {line}: the CSV structure is broken: {detail}\n    fix: check the quotes on and above this line; every opening \" needs a closing \"")]
-    Malformed { path: PathBuf, line: u64, detail: String },
+    Malformed {
+        path: PathBuf,
+        line: u64,
+        detail: String,
+    },
     /// The file has no header row.
     #[error("{path}: the file is empty\n    fix: the first line must be a header row naming the columns")]
     Empty { path: PathBuf },
@@ -154,7 +178,12 @@ struct Tap {
 
 impl Tap {
     fn new() -> Tap {
-        Tap { hasher: Sha256::new(), offset: 0, lines_before: 0, breaks: std::collections::VecDeque::new() }
+        Tap {
+            hasher: Sha256::new(),
+            offset: 0,
+            lines_before: 0,
+            breaks: std::collections::VecDeque::new(),
+        }
     }
 
     /// The line on which the record that the parser began reading at byte
@@ -213,18 +242,32 @@ pub struct CsvFile {
 impl CsvFile {
     /// Opens `path` and reads its header row.
     pub fn open(path: &Path, encoding: Encoding) -> Result<Self, ReadError> {
-        let file = File::open(path).map_err(|source| ReadError::Io { path: path.to_owned(), source })?;
-        Self::from_reader(path, Box::new(BufReader::with_capacity(256 * 1024, file)), encoding)
+        let file = File::open(path).map_err(|source| ReadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_reader(
+            path,
+            Box::new(BufReader::with_capacity(256 * 1024, file)),
+            encoding,
+        )
     }
 
     /// Reads CSV from any reader; `path` is only used to name the source in messages.
-    pub fn from_reader(path: &Path, inner: Box<dyn Read>, encoding: Encoding) -> Result<Self, ReadError> {
+    pub fn from_reader(
+        path: &Path,
+        inner: Box<dyn Read>,
+        encoding: Encoding,
+    ) -> Result<Self, ReadError> {
         let tap = std::rc::Rc::new(std::cell::RefCell::new(Tap::new()));
         let reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
             .buffer_capacity(256 * 1024)
-            .from_reader(TapReader { inner, tap: tap.clone() });
+            .from_reader(TapReader {
+                inner,
+                tap: tap.clone(),
+            });
         let mut file = CsvFile {
             path: path.to_owned(),
             encoding,
@@ -238,11 +281,17 @@ impl CsvFile {
             Err(e) => return Err(file.csv_error(e, 1)),
         };
         if raw.is_empty() || (raw.len() == 1 && raw[0].is_empty()) {
-            return Err(ReadError::Empty { path: path.to_owned() });
+            return Err(ReadError::Empty {
+                path: path.to_owned(),
+            });
         }
         let mut headers = Vec::with_capacity(raw.len());
         for (i, cell) in raw.iter().enumerate() {
-            let cell = if i == 0 { cell.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(cell) } else { cell };
+            let cell = if i == 0 {
+                cell.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(cell)
+            } else {
+                cell
+            };
             headers.push(file.decode(cell, 1, i + 1)?.trim().to_owned());
         }
         file.headers = headers;
@@ -295,20 +344,38 @@ impl CsvFile {
         hex::encode(self.tap.borrow().hasher.clone().finalize())
     }
 
-    fn decode<'a>(&self, cell: &'a [u8], line: u64, column: usize) -> Result<std::borrow::Cow<'a, str>, ReadError> {
+    fn decode<'a>(
+        &self,
+        cell: &'a [u8],
+        line: u64,
+        column: usize,
+    ) -> Result<std::borrow::Cow<'a, str>, ReadError> {
         match self.encoding {
             Encoding::Utf8 => std::str::from_utf8(cell)
                 .map(std::borrow::Cow::Borrowed)
-                .map_err(|_| ReadError::NotUtf8 { path: self.path.clone(), line, column }),
-            Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(cell).0),
+                .map_err(|_| ReadError::NotUtf8 {
+                    path: self.path.clone(),
+                    line,
+                    column,
+                }),
+            Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(cell)
+                .0),
         }
     }
 
     fn csv_error(&self, e: csv::Error, line_hint: u64) -> ReadError {
         let line = e.position().map(|p| p.line()).unwrap_or(line_hint);
         match e.into_kind() {
-            csv::ErrorKind::Io(source) => ReadError::Io { path: self.path.clone(), source },
-            other => ReadError::Malformed { path: self.path.clone(), line, detail: format!("{other:?}") },
+            csv::ErrorKind::Io(source) => ReadError::Io {
+                path: self.path.clone(),
+                source,
+            },
+            other => ReadError::Malformed {
+                path: self.path.clone(),
+                line,
+                detail: format!("{other:?}"),
+            },
         }
     }
 }
@@ -318,14 +385,18 @@ impl CsvFile {
 /// letters, digits and hyphens. It refuses what Webex refuses in practice
 /// (typos such as `jane@acme`, `jane.acme.com`, `jane@@acme.com`).
 pub fn is_valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
     if local.is_empty()
         || local.len() > 64
         || email.len() > 254
         || local.starts_with('.')
         || local.ends_with('.')
         || local.contains("..")
-        || local.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\"@\\".contains(c))
+        || local
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\"@\\".contains(c))
     {
         return false;
     }
@@ -338,15 +409,23 @@ pub fn is_valid_email(email: &str) -> bool {
                 && !l.ends_with('-')
                 && l.chars().all(|c| c.is_alphanumeric() || c == '-')
         })
-        && labels.last().is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()))
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn read_all(bytes: &[u8], encoding: Encoding) -> Result<(Vec<String>, Vec<(u64, Vec<String>)>), ReadError> {
-        let mut file = CsvFile::from_reader(Path::new("t.csv"), Box::new(io::Cursor::new(bytes.to_vec())), encoding)?;
+    type Rows = Vec<(u64, Vec<String>)>;
+
+    fn read_all(bytes: &[u8], encoding: Encoding) -> Result<(Vec<String>, Rows), ReadError> {
+        let mut file = CsvFile::from_reader(
+            Path::new("t.csv"),
+            Box::new(io::Cursor::new(bytes.to_vec())),
+            encoding,
+        )?;
         let headers = file.headers().to_vec();
         let mut rows = Vec::new();
         let mut fields = Vec::new();
@@ -366,7 +445,11 @@ mod tests {
 
     #[test]
     fn bom_is_stripped_and_line_numbers_are_the_files_own() {
-        let (headers, rows) = read_all(b"\xEF\xBB\xBFtitle,start\na,1\n\n\"multi\nline\",2\nc,3\n", Encoding::Utf8).unwrap();
+        let (headers, rows) = read_all(
+            b"\xEF\xBB\xBFtitle,start\na,1\n\n\"multi\nline\",2\nc,3\n",
+            Encoding::Utf8,
+        )
+        .unwrap();
         assert_eq!(headers, vec!["title", "start"]);
         let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
         assert_eq!(lines, vec![2, 4, 6]);
@@ -389,7 +472,12 @@ mod tests {
     #[test]
     fn hash_covers_the_whole_file() {
         let bytes = b"a,b\n1,2\n";
-        let mut file = CsvFile::from_reader(Path::new("t"), Box::new(io::Cursor::new(bytes.to_vec())), Encoding::Utf8).unwrap();
+        let mut file = CsvFile::from_reader(
+            Path::new("t"),
+            Box::new(io::Cursor::new(bytes.to_vec())),
+            Encoding::Utf8,
+        )
+        .unwrap();
         let mut f = Vec::new();
         while file.next_record(&mut f).unwrap().is_some() {}
         assert_eq!(file.sha256_hex(), hex::encode(Sha256::digest(bytes)));
@@ -397,10 +485,27 @@ mod tests {
 
     #[test]
     fn emails() {
-        for ok in ["jane@acme.com", "jane.doe+x@mail.acme.co.uk", "a@b.io", "josé@acme.com"] {
+        for ok in [
+            "jane@acme.com",
+            "jane.doe+x@mail.acme.co.uk",
+            "a@b.io",
+            "josé@acme.com",
+        ] {
             assert!(is_valid_email(ok), "{ok}");
         }
-        for bad in ["", "jane", "jane@acme", "@acme.com", "jane@@acme.com", "jane doe@acme.com", "jane@acme..com", "jane@-acme.com", "jane.@acme.com", "jane@acme.c", "jane@1.2"] {
+        for bad in [
+            "",
+            "jane",
+            "jane@acme",
+            "@acme.com",
+            "jane@@acme.com",
+            "jane doe@acme.com",
+            "jane@acme..com",
+            "jane@-acme.com",
+            "jane.@acme.com",
+            "jane@acme.c",
+            "jane@1.2",
+        ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
     }

@@ -29,9 +29,15 @@ pub fn rebase_dates(csv_text: &str, now: DateTime<Utc>) -> Result<String, String
         .filter(|(_, h)| matches!(normalize_header(h).as_str(), "start" | "end"))
         .map(|(i, _)| i)
         .collect();
-    let records: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let records: Vec<csv::StringRecord> = reader
+        .records()
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
     let naive = |s: &str| NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M").ok();
-    let earliest = records.iter().flat_map(|r| cols.iter().filter_map(|c| r.get(*c).and_then(naive))).min();
+    let earliest = records
+        .iter()
+        .flat_map(|r| cols.iter().filter_map(|c| r.get(*c).and_then(naive)))
+        .min();
     let shift = match earliest {
         Some(e) => {
             let wanted = (now + chrono::Duration::days(1)).naive_utc();
@@ -44,7 +50,9 @@ pub fn rebase_dates(csv_text: &str, now: DateTime<Utc>) -> Result<String, String
         }
         None => chrono::Duration::zero(),
     };
-    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
     writer.write_record(&headers).map_err(|e| e.to_string())?;
     for r in &records {
         let row: Vec<String> = r
@@ -99,14 +107,26 @@ pub async fn demo(args: DemoArgs) -> i32 {
         Err(e) => return fail(EXIT_USAGE, format!("the built-in sample is broken: {e}")),
     };
     if let Err(e) = std::fs::write(&sample, text) {
-        return fail(EXIT_USAGE, format!("cannot write {}: {e}", sample.display()));
+        return fail(
+            EXIT_USAGE,
+            format!("cannot write {}: {e}", sample.display()),
+        );
     }
     eprintln!("webex-bulk demo: simulator at {} (429s above 12 requests/s, tokens that expire every 40 requests, 4% 5xx, 4% dropped connections)", handle.base_url());
-    eprintln!("webex-bulk demo: running {} at 20 requests/s with 8 in flight\n", sample.display());
+    eprintln!(
+        "webex-bulk demo: running {} at 20 requests/s with 8 in flight\n",
+        sample.display()
+    );
     let db = dir.join("webex-bulk.db");
     let plan = RunPlan {
         db: db.clone(),
-        source: Source::File { path: sample, encoding: crate::csvin::Encoding::Utf8, strict: false, max_rows: None, new_run: false },
+        source: Source::File {
+            path: sample,
+            encoding: crate::csvin::Encoding::Utf8,
+            strict: false,
+            max_rows: None,
+            new_run: false,
+        },
         base_url: Some(handle.base_url()),
         concurrency: Some(8),
         rate: Some("20/s".into()),
@@ -121,12 +141,15 @@ pub async fn demo(args: DemoArgs) -> i32 {
     let result = execute(plan, ctrl_c).await;
     let stats = handle.stats();
     handle.shutdown().await;
-    let Some(run_id) = result.run_id else { return result.code };
+    let Some(run_id) = result.run_id else {
+        return result.code;
+    };
     let report = dir.join("report.csv");
     if let Ok(store) = crate::store::Store::open(&db) {
         if let Ok(Some(run)) = store.run(run_id) {
             if let Ok(file) = std::fs::File::create(&report) {
-                let _ = crate::report::write_report(&store, &run, false, std::io::BufWriter::new(file));
+                let _ =
+                    crate::report::write_report(&store, &run, false, std::io::BufWriter::new(file));
             }
         }
     }
@@ -142,9 +165,13 @@ pub async fn demo(args: DemoArgs) -> i32 {
 fn prepare_dir(keep: Option<&Path>) -> Result<PathBuf, String> {
     match keep {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             if dir.join("webex-bulk.db").exists() {
-                return Err(format!("{} already holds a demo database; choose an empty folder", dir.display()));
+                return Err(format!(
+                    "{} already holds a demo database; choose an empty folder",
+                    dir.display()
+                ));
             }
             Ok(dir.to_owned())
         }
@@ -162,16 +189,30 @@ mod tests {
 
     #[test]
     fn rebasing_keeps_weekday_and_time_and_lands_in_the_future() {
-        let now = DateTime::parse_from_rfc3339("2031-06-01T00:00:00Z").unwrap().with_timezone(&Utc);
-        let out = rebase_dates("title,Start,duration\na,2027-01-11 14:00,30\nb,2027-01-12 09:30,30\n", now).unwrap();
+        let now = DateTime::parse_from_rfc3339("2031-06-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let out = rebase_dates(
+            "title,Start,duration\na,2027-01-11 14:00,30\nb,2027-01-12 09:30,30\n",
+            now,
+        )
+        .unwrap();
         let mut lines = out.lines().skip(1);
         let a = lines.next().unwrap().split(',').nth(1).unwrap().to_owned();
         let t = NaiveDateTime::parse_from_str(&a, "%Y-%m-%d %H:%M").unwrap();
-        assert!(t > now.naive_utc() + chrono::Duration::days(1) && t < now.naive_utc() + chrono::Duration::days(9), "{t}");
+        assert!(
+            t > now.naive_utc() + chrono::Duration::days(1)
+                && t < now.naive_utc() + chrono::Duration::days(9),
+            "{t}"
+        );
         assert_eq!(t.format("%a %H:%M").to_string(), "Mon 14:00");
         // A sample already in the future is left alone.
-        let early = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
-        assert!(rebase_dates("start\n2027-01-11 14:00\n", early).unwrap().contains("2027-01-11 14:00"));
+        let early = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(rebase_dates("start\n2027-01-11 14:00\n", early)
+            .unwrap()
+            .contains("2027-01-11 14:00"));
     }
 
     #[test]
@@ -181,7 +222,14 @@ mod tests {
         let path = dir.path().join("m.csv");
         std::fs::write(&path, text).unwrap();
         let mut problems = Vec::new();
-        let scan = crate::ingest::scan(&path, crate::csvin::Encoding::Utf8, Utc::now(), |_, _, _| Ok(()), |p| problems.push(p.clone())).unwrap();
+        let scan = crate::ingest::scan(
+            &path,
+            crate::csvin::Encoding::Utf8,
+            Utc::now(),
+            |_, _, _| Ok(()),
+            |p| problems.push(p.clone()),
+        )
+        .unwrap();
         assert_eq!((scan.rows, scan.valid), (50, 50), "{problems:#?}");
     }
 }

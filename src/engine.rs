@@ -42,7 +42,12 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { concurrency: 8, max_attempts: 8, max_throttled: 50, drain_timeout: Duration::from_secs(30) }
+        Settings {
+            concurrency: 8,
+            max_attempts: 8,
+            max_throttled: 50,
+            drain_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -84,55 +89,40 @@ pub struct Shared {
     pub tally: Arc<Tally>,
     /// Engine settings.
     pub settings: Settings,
+    /// Stops dispatching when authentication fails.
+    pub auth_stop: AuthStop,
+}
+
+/// The run-wide "authentication failed" signal.
+#[derive(Default)]
+pub struct AuthStop {
     /// Set (once) when authentication failed: dispatching stops.
-    auth_failure: Mutex<Option<String>>,
-    /// Wakes the dispatcher when `auth_failure` is set.
-    auth_failed: Notify,
+    reason: Mutex<Option<String>>,
+    /// Wakes the dispatcher when `reason` is set.
+    notify: Notify,
 }
 
 impl Shared {
-    /// Bundles what the workers share.
-    pub fn new(
-        run_id: i64,
-        writer: Writer,
-        client: Client,
-        tokens: Arc<TokenManager>,
-        limiter: Arc<Limiter>,
-        pause: Arc<Pause>,
-        tally: Arc<Tally>,
-        settings: Settings,
-    ) -> Shared {
-        Shared {
-            run_id,
-            writer,
-            client,
-            tokens,
-            limiter,
-            pause,
-            tally,
-            settings,
-            auth_failure: Mutex::new(None),
-            auth_failed: Notify::new(),
-        }
-    }
-
     fn fail_auth(&self, why: String) {
-        let mut slot = self.auth_failure.lock().expect("auth failure");
+        let mut slot = self.auth_stop.reason.lock().expect("auth failure");
         if slot.is_none() {
             tracing::error!("authentication failed: {why}");
             *slot = Some(why);
         }
-        self.auth_failed.notify_one();
+        self.auth_stop.notify.notify_one();
     }
 
     fn auth_failure(&self) -> Option<String> {
-        self.auth_failure.lock().expect("auth failure").clone()
+        self.auth_stop.reason.lock().expect("auth failure").clone()
     }
 }
 
 /// Carries out the run's pending rows until all are final, `shutdown`
 /// completes, or authentication fails.
-pub async fn run(shared: Arc<Shared>, shutdown: impl Future<Output = ()>) -> Result<Stop, EngineError> {
+pub async fn run(
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stop, EngineError> {
     tokio::pin!(shutdown);
     let s = &shared;
     let mut workers: JoinSet<Result<(), StoreError>> = JoinSet::new();
@@ -153,14 +143,14 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl Future<Output = ()>) -> Res
         if workers.len() >= s.settings.concurrency {
             tokio::select! {
                 done = workers.join_next() => { if let Some(d) = done { reap(d)?; } continue; }
-                _ = s.auth_failed.notified() => continue,
+                _ = s.auth_stop.notify.notified() => continue,
                 _ = &mut shutdown => { stop = Some(Stop::Interrupted); break; }
             }
         }
         // Wait for the pause and the limiter without holding a slot or a row.
         tokio::select! {
             _ = async { s.pause.wait().await; s.limiter.until_ready().await; s.pause.wait().await } => {}
-            _ = s.auth_failed.notified() => continue,
+            _ = s.auth_stop.notify.notified() => continue,
             _ = &mut shutdown => { stop = Some(Stop::Interrupted); break; }
         }
         // Take more rows at once when slots and rate allow (fewer commits).
@@ -175,11 +165,13 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl Future<Output = ()>) -> Res
             if workers.is_empty() && next.is_none() {
                 break;
             }
-            let sleep = next.map(|t| Duration::from_millis((t - now_ms()).clamp(1, 60_000) as u64)).unwrap_or(Duration::from_secs(60));
+            let sleep = next
+                .map(|t| Duration::from_millis((t - now_ms()).clamp(1, 60_000) as u64))
+                .unwrap_or(Duration::from_secs(60));
             tokio::select! {
                 done = workers.join_next(), if !workers.is_empty() => { if let Some(d) = done { reap(d)?; } }
                 _ = tokio::time::sleep(sleep) => {}
-                _ = s.auth_failed.notified() => {}
+                _ = s.auth_stop.notify.notified() => {}
                 _ = &mut shutdown => { stop = Some(Stop::Interrupted); break; }
             }
             continue;
@@ -201,7 +193,10 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl Future<Output = ()>) -> Res
     match tokio::time::timeout(s.settings.drain_timeout, drain).await {
         Ok(r) => r?,
         Err(_) => {
-            tracing::warn!("in-flight requests did not finish in {:?}; they will be looked up on resume", s.settings.drain_timeout);
+            tracing::warn!(
+                "in-flight requests did not finish in {:?}; they will be looked up on resume",
+                s.settings.drain_timeout
+            );
             workers.abort_all();
         }
     }
@@ -231,9 +226,23 @@ async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
     let mut log = Vec::new();
     let outcome = match serde_json::from_str::<MeetingRequest>(&row.request) {
         Ok(req) => meeting(s, &row, &req, &mut log).await,
-        Err(e) => Outcome::Failed { status: None, error: format!("the queued request is unreadable: {e}"), tracking_id: None, reconcile: false },
+        Err(e) => Outcome::Failed {
+            status: None,
+            error: format!("the queued request is unreadable: {e}"),
+            tracking_id: None,
+            reconcile: false,
+        },
     };
-    let now_retrying = matches!(outcome, Outcome::Retry { counts_as_failure: true, .. } | Outcome::Retry { throttled: true, .. });
+    let now_retrying = matches!(
+        outcome,
+        Outcome::Retry {
+            counts_as_failure: true,
+            ..
+        } | Outcome::Retry {
+            throttled: true,
+            ..
+        }
+    );
     let t = &s.tally;
     match &outcome {
         Outcome::Succeeded { .. } => {
@@ -247,12 +256,18 @@ async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
         }
         _ => {}
     }
-    t.retrying.fetch_add(now_retrying as i64 - was_retrying as i64, Ordering::Relaxed);
+    t.retrying
+        .fetch_add(now_retrying as i64 - was_retrying as i64, Ordering::Relaxed);
     s.writer.complete(s.run_id, row.line, outcome, log).await
 }
 
 /// Exactly once: look first when an earlier create may have happened, then create.
-async fn meeting(s: &Shared, row: &Claimed, req: &MeetingRequest, log: &mut Vec<Attempt>) -> Outcome {
+async fn meeting(
+    s: &Shared,
+    row: &Claimed,
+    req: &MeetingRequest,
+    log: &mut Vec<Attempt>,
+) -> Outcome {
     let tag = req.integration_tags.first().cloned().unwrap_or_default();
     let mut first = true;
     if row.reconcile {
@@ -279,7 +294,10 @@ async fn meeting(s: &Shared, row: &Claimed, req: &MeetingRequest, log: &mut Vec<
     s.pause.wait().await;
     let tracking = new_tracking_id();
     let started = now_ms();
-    let result = s.client.create_meeting(&token, &row.request, &tracking).await;
+    let result = s
+        .client
+        .create_meeting(&token, &row.request, &tracking)
+        .await;
     match result {
         Ok(answer) => {
             log.push(Attempt {
@@ -292,7 +310,11 @@ async fn meeting(s: &Shared, row: &Claimed, req: &MeetingRequest, log: &mut Vec<
                 tracking_id: answer.tracking_id.clone().or(Some(tracking)),
             });
             Outcome::Succeeded {
-                created: Created { id: answer.value.id, number: answer.value.meeting_number, link: answer.value.web_link },
+                created: Created {
+                    id: answer.value.id,
+                    number: answer.value.meeting_number,
+                    link: answer.value.web_link,
+                },
                 status: Some(answer.status),
                 tracking_id: answer.tracking_id,
                 note: None,
@@ -300,26 +322,51 @@ async fn meeting(s: &Shared, row: &Claimed, req: &MeetingRequest, log: &mut Vec<
         }
         Err(e) => {
             let outcome = on_error(s, row, generation, &e, e.may_have_happened()).await;
-            log.push(attempt_for_error("create", started, &e, &tracking, &outcome));
+            log.push(attempt_for_error(
+                "create", started, &e, &tracking, &outcome,
+            ));
             outcome
         }
     }
 }
 
 /// `GET /meetings?integrationTag=..&hostEmail=..` in a window around the meeting.
-async fn lookup(s: &Shared, row: &Claimed, req: &MeetingRequest, tag: &str, log: &mut Vec<Attempt>) -> Step<Option<Created>> {
+async fn lookup(
+    s: &Shared,
+    row: &Claimed,
+    req: &MeetingRequest,
+    tag: &str,
+    log: &mut Vec<Attempt>,
+) -> Step<Option<Created>> {
     let Some((token, generation)) = s.tokens.current() else {
-        return Step::Outcome(auth_outcome(s, row, 0, Some(401), "no access token".into(), None).await);
+        return Step::Outcome(
+            auth_outcome(s, row, 0, Some(401), "no access token".into(), None).await,
+        );
     };
     let day = chrono::Duration::days(1);
     let (Some(start), Some(end)) = (req.start_utc(), req.end_utc()) else {
-        return Step::Outcome(Outcome::Failed { status: None, error: "the queued request has no readable start/end".into(), tracking_id: None, reconcile: true });
+        return Step::Outcome(Outcome::Failed {
+            status: None,
+            error: "the queued request has no readable start/end".into(),
+            tracking_id: None,
+            reconcile: true,
+        });
     };
     let window = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     s.pause.wait().await;
     let tracking = new_tracking_id();
     let started = now_ms();
-    let result = s.client.find_meetings_by_tag(&token, tag, &req.host_email, &window(start - day), &window(end + day), &tracking).await;
+    let result = s
+        .client
+        .find_meetings_by_tag(
+            &token,
+            tag,
+            &req.host_email,
+            &window(start - day),
+            &window(end + day),
+            &tracking,
+        )
+        .await;
     match result {
         Ok(answer) => {
             let found = answer.value.into_iter().next();
@@ -328,25 +375,44 @@ async fn lookup(s: &Shared, row: &Claimed, req: &MeetingRequest, tag: &str, log:
                 started_at: started,
                 finished_at: now_ms(),
                 http_status: Some(answer.status),
-                outcome: if found.is_some() { "found" } else { "not_found" },
+                outcome: if found.is_some() {
+                    "found"
+                } else {
+                    "not_found"
+                },
                 error: None,
                 tracking_id: answer.tracking_id.or(Some(tracking)),
             });
             if found.is_some() {
-                tracing::info!(line = row.line, "found the meeting an earlier attempt created; not sending again");
+                tracing::info!(
+                    line = row.line,
+                    "found the meeting an earlier attempt created; not sending again"
+                );
             }
-            Step::Done(found.map(|m| Created { id: m.id, number: m.meeting_number, link: m.web_link }))
+            Step::Done(found.map(|m| Created {
+                id: m.id,
+                number: m.meeting_number,
+                link: m.web_link,
+            }))
         }
         Err(e) => {
             // Whatever happened, the create may still have happened: keep looking first.
             let outcome = on_error(s, row, generation, &e, true).await;
-            log.push(attempt_for_error("lookup", started, &e, &tracking, &outcome));
+            log.push(attempt_for_error(
+                "lookup", started, &e, &tracking, &outcome,
+            ));
             Step::Outcome(outcome)
         }
     }
 }
 
-fn attempt_for_error(action: &'static str, started: i64, e: &ApiError, tracking: &str, outcome: &Outcome) -> Attempt {
+fn attempt_for_error(
+    action: &'static str,
+    started: i64,
+    e: &ApiError,
+    tracking: &str,
+    outcome: &Outcome,
+) -> Attempt {
     Attempt {
         action,
         started_at: started,
@@ -354,25 +420,45 @@ fn attempt_for_error(action: &'static str, started: i64, e: &ApiError, tracking:
         http_status: e.status(),
         outcome: match outcome {
             Outcome::Failed { .. } => "failed",
-            Outcome::Retry { throttled: true, .. } => "rate_limited",
+            Outcome::Retry {
+                throttled: true, ..
+            } => "rate_limited",
             _ => "retry",
         },
         error: Some(e.to_string()),
-        tracking_id: e.tracking_id().map(str::to_owned).or(Some(tracking.to_owned())),
+        tracking_id: e
+            .tracking_id()
+            .map(str::to_owned)
+            .or(Some(tracking.to_owned())),
     }
 }
 
 /// Decides what an API error means for the row. `uncertain`: the request
 /// may have been carried out, so look before sending it again.
-async fn on_error(s: &Shared, row: &Claimed, generation: u64, e: &ApiError, uncertain: bool) -> Outcome {
+async fn on_error(
+    s: &Shared,
+    row: &Claimed,
+    generation: u64,
+    e: &ApiError,
+    uncertain: bool,
+) -> Outcome {
     let status = e.status();
     let tracking_id = e.tracking_id().map(str::to_owned);
     if e.is_rate_limited() {
         let wait = parse_retry_after(e.retry_after(), SystemTime::now());
         s.pause.pause_for(wait);
-        tracing::info!(line = row.line, "rate limited: every worker pauses for {:?}", wait);
+        tracing::info!(
+            line = row.line,
+            "rate limited: every worker pauses for {:?}",
+            wait
+        );
         if row.throttled + 1 >= s.settings.max_throttled {
-            return Outcome::Failed { status, error: format!("rate limited {} times: {e}", row.throttled + 1), tracking_id, reconcile: false };
+            return Outcome::Failed {
+                status,
+                error: format!("rate limited {} times: {e}", row.throttled + 1),
+                tracking_id,
+                reconcile: false,
+            };
         }
         return Outcome::Retry {
             next_at: now_ms() + wait.as_millis() as i64,
@@ -394,13 +480,27 @@ async fn on_error(s: &Shared, row: &Claimed, generation: u64, e: &ApiError, unce
             if uncertain {
                 error.push_str(" (the last attempt's outcome is unknown; it will be looked up before any resend)");
             }
-            return Outcome::Failed { status, error, tracking_id, reconcile: uncertain };
+            return Outcome::Failed {
+                status,
+                error,
+                tracking_id,
+                reconcile: uncertain,
+            };
         }
-        let mut wait = backoff_delay(failures, BACKOFF_BASE, BACKOFF_CAP, rand::rng().random::<f64>());
+        let mut wait = backoff_delay(
+            failures,
+            BACKOFF_BASE,
+            BACKOFF_CAP,
+            rand::rng().random::<f64>(),
+        );
         if e.retry_after().is_some() {
             wait = wait.max(parse_retry_after(e.retry_after(), SystemTime::now()));
         }
-        tracing::debug!(line = row.line, "transient failure ({e}); retry in {:?}", wait);
+        tracing::debug!(
+            line = row.line,
+            "transient failure ({e}); retry in {:?}",
+            wait
+        );
         return Outcome::Retry {
             next_at: now_ms() + wait.as_millis() as i64,
             status,
@@ -411,12 +511,24 @@ async fn on_error(s: &Shared, row: &Claimed, generation: u64, e: &ApiError, unce
             throttled: false,
         };
     }
-    Outcome::Failed { status, error: e.to_string(), tracking_id, reconcile: false }
+    Outcome::Failed {
+        status,
+        error: e.to_string(),
+        tracking_id,
+        reconcile: false,
+    }
 }
 
 /// A 401: one shared refresh, then the row goes again; or, when the refresh
 /// is refused, the run stops for a person to fix the credentials.
-async fn auth_outcome(s: &Shared, row: &Claimed, generation: u64, status: Option<u16>, error: String, tracking_id: Option<String>) -> Outcome {
+async fn auth_outcome(
+    s: &Shared,
+    row: &Claimed,
+    generation: u64,
+    status: Option<u16>,
+    error: String,
+    tracking_id: Option<String>,
+) -> Outcome {
     let retry_now = |error: String, counts_as_failure: bool, delay: Duration| Outcome::Retry {
         next_at: now_ms() + delay.as_millis() as i64,
         status,
@@ -429,7 +541,12 @@ async fn auth_outcome(s: &Shared, row: &Claimed, generation: u64, status: Option
     match s.tokens.refresh_after(generation).await {
         Ok(()) => retry_now(error, false, Duration::ZERO),
         Err(e @ AuthError::Unavailable(_)) if e.is_transient() => {
-            let delay = backoff_delay(row.failures + 1, BACKOFF_BASE, BACKOFF_CAP, rand::rng().random::<f64>());
+            let delay = backoff_delay(
+                row.failures + 1,
+                BACKOFF_BASE,
+                BACKOFF_CAP,
+                rand::rng().random::<f64>(),
+            );
             if row.failures + 1 >= s.settings.max_attempts {
                 s.fail_auth(e.to_string());
                 return retry_now(e.to_string(), false, Duration::ZERO);

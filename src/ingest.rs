@@ -20,7 +20,10 @@ pub enum IngestError {
     Read(#[from] ReadError),
     /// The header row is unusable.
     #[error("{} has an unusable header row", path.display())]
-    Header { path: std::path::PathBuf, problems: Vec<Problem> },
+    Header {
+        path: std::path::PathBuf,
+        problems: Vec<Problem>,
+    },
     /// `--strict` and some rows are invalid.
     #[error("{invalid} of {rows} rows are invalid and --strict refuses the whole file; nothing was queued\n    fix: correct the rows listed above (or run without --strict to send the valid rows)")]
     Strict { rows: u64, invalid: u64 },
@@ -36,7 +39,13 @@ pub enum IngestError {
 }
 
 fn counts_line(c: &crate::store::Counts) -> String {
-    format!("{} succeeded, {} failed, {} invalid, {} pending", c.succeeded, c.failed, c.invalid, c.pending + c.in_flight)
+    format!(
+        "{} succeeded, {} failed, {} invalid, {} pending",
+        c.succeeded,
+        c.failed,
+        c.invalid,
+        c.pending + c.in_flight
+    )
 }
 
 /// What a scan found.
@@ -63,12 +72,19 @@ pub fn scan(
     path: &Path,
     encoding: Encoding,
     now: DateTime<Utc>,
-    mut on_row: impl FnMut(u64, &[String], Result<MeetingRequest, &[Problem]>) -> Result<(), IngestError>,
+    mut on_row: impl FnMut(
+        u64,
+        &[String],
+        Result<MeetingRequest, &[Problem]>,
+    ) -> Result<(), IngestError>,
     mut on_problem: impl FnMut(&Problem),
 ) -> Result<Scan, IngestError> {
     let mut file = CsvFile::open(path, encoding)?;
     let header = file.headers().to_vec();
-    let layout = Layout::from_headers(&header).map_err(|problems| IngestError::Header { path: path.to_owned(), problems })?;
+    let layout = Layout::from_headers(&header).map_err(|problems| IngestError::Header {
+        path: path.to_owned(),
+        problems,
+    })?;
     if !layout.unknown.is_empty() {
         on_problem(
             &Problem::line(
@@ -79,7 +95,10 @@ pub fn scan(
             .warning(),
         );
     }
-    let mut scan = Scan { header, ..Scan::default() };
+    let mut scan = Scan {
+        header,
+        ..Scan::default()
+    };
     let mut quota = QuotaCounter::default();
     let mut fields = Vec::with_capacity(layout.width);
     let mut warnings = Vec::new();
@@ -143,10 +162,19 @@ pub fn problems_text(problems: &[Problem]) -> String {
 }
 
 /// Checks `path` and queues it as a new run, in one transaction.
-pub fn ingest(store: &mut Store, path: &Path, opts: &IngestOptions<'_>, on_problem: impl FnMut(&Problem)) -> Result<(i64, Scan), IngestError> {
+pub fn ingest(
+    store: &mut Store,
+    path: &Path,
+    opts: &IngestOptions<'_>,
+    on_problem: impl FnMut(&Problem),
+) -> Result<(i64, Scan), IngestError> {
     let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let source = source.to_string_lossy().into_owned();
-    let mut ingest = store.begin_ingest(&NewRun { kind: "meetings", source_path: &source, options: opts.options })?;
+    let mut ingest = store.begin_ingest(&NewRun {
+        kind: "meetings",
+        source_path: &source,
+        options: opts.options,
+    })?;
     let uid = ingest.uid().to_owned();
     let mut count = 0u64;
     let scan = scan(
@@ -157,7 +185,10 @@ pub fn ingest(store: &mut Store, path: &Path, opts: &IngestOptions<'_>, on_probl
             count += 1;
             if let Some(max) = opts.max_rows {
                 if count > max {
-                    return Err(IngestError::TooManyRows { path: path.to_owned(), max });
+                    return Err(IngestError::TooManyRows {
+                        path: path.to_owned(),
+                        max,
+                    });
                 }
             }
             match result {
@@ -166,14 +197,19 @@ pub fn ingest(store: &mut Store, path: &Path, opts: &IngestOptions<'_>, on_probl
                     let body = serde_json::to_string(&req).expect("a request serializes");
                     ingest.add_row(line, fields, Some(&body), None)?;
                 }
-                Err(problems) => ingest.add_row(line, fields, None, Some(&problems_text(problems)))?,
+                Err(problems) => {
+                    ingest.add_row(line, fields, None, Some(&problems_text(problems)))?
+                }
             }
             Ok(())
         },
         on_problem,
     )?;
     if opts.strict && scan.invalid > 0 {
-        return Err(IngestError::Strict { rows: scan.rows, invalid: scan.invalid });
+        return Err(IngestError::Strict {
+            rows: scan.rows,
+            invalid: scan.invalid,
+        });
     }
     if !opts.new_run {
         if let Some((earlier, counts)) = ingest.find_previous("meetings", &scan.sha256)? {

@@ -80,7 +80,9 @@ impl Field {
 
     fn from_header(raw: &str) -> Option<Field> {
         let n = normalize_header(raw);
-        Field::ALL.into_iter().find(|f| normalize_header(f.name()) == n)
+        Field::ALL
+            .into_iter()
+            .find(|f| normalize_header(f.name()) == n)
     }
 }
 
@@ -103,7 +105,10 @@ impl Layout {
         let mut unknown = Vec::new();
         let mut problems = Vec::new();
         for (i, raw) in headers.iter().enumerate() {
-            let col = ColumnRef { index: i + 1, name: raw.clone() };
+            let col = ColumnRef {
+                index: i + 1,
+                name: raw.clone(),
+            };
             match Field::from_header(raw) {
                 Some(field) => {
                     let slot = &mut slots[field as usize];
@@ -111,7 +116,10 @@ impl Layout {
                         problems.push(Problem::cell(
                             1,
                             &col,
-                            format!("column {} ({}) repeats column {} ({})", col.index, raw, first.index, first.name),
+                            format!(
+                                "column {} ({}) repeats column {} ({})",
+                                col.index, raw, first.index, first.name
+                            ),
                             "keep one of the two columns and delete the other",
                         ));
                     } else {
@@ -138,7 +146,11 @@ impl Layout {
             ));
         }
         if problems.is_empty() {
-            Ok(Layout { slots, unknown, width: headers.len() })
+            Ok(Layout {
+                slots,
+                unknown,
+                width: headers.len(),
+            })
         } else {
             Err(problems)
         }
@@ -198,11 +210,15 @@ pub struct MeetingRequest {
 impl MeetingRequest {
     /// The start as an instant.
     pub fn start_utc(&self) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(&self.start).ok().map(|t| t.with_timezone(&Utc))
+        DateTime::parse_from_rfc3339(&self.start)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
     }
     /// The end as an instant.
     pub fn end_utc(&self) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(&self.end).ok().map(|t| t.with_timezone(&Utc))
+        DateTime::parse_from_rfc3339(&self.end)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
     }
 }
 
@@ -222,7 +238,12 @@ pub fn parse_row(
             Some((_, v)) => Some(v.to_owned()),
             None => {
                 let col = layout.col(f).expect("required column checked by Layout");
-                errors.push(Problem::cell(line, col, format!("{} is empty", f.name()), format!("fill in the {}", f.name())));
+                errors.push(Problem::cell(
+                    line,
+                    col,
+                    format!("{} is empty", f.name()),
+                    format!("fill in the {}", f.name()),
+                ));
                 None
             }
         }
@@ -231,7 +252,11 @@ pub fn parse_row(
     if fields.len() > layout.width && fields[layout.width..].iter().any(|f| !f.trim().is_empty()) {
         errors.push(Problem::line(
             line,
-            format!("the row has {} cells but the header has {}", fields.len(), layout.width),
+            format!(
+                "the row has {} cells but the header has {}",
+                fields.len(),
+                layout.width
+            ),
             "a cell probably holds an unquoted comma: put the cell in double quotes",
         ));
     }
@@ -241,7 +266,12 @@ pub fn parse_row(
     if let (Some(t), Some(col)) = (&title, layout.col(Field::Title)) {
         let n = t.chars().count();
         if n > MAX_TITLE {
-            errors.push(Problem::cell(line, col, format!("the title is {n} characters long; Webex allows {MAX_TITLE}"), format!("shorten the title to {MAX_TITLE} characters or fewer")));
+            errors.push(Problem::cell(
+                line,
+                col,
+                format!("the title is {n} characters long; Webex allows {MAX_TITLE}"),
+                format!("shorten the title to {MAX_TITLE} characters or fewer"),
+            ));
         }
     }
 
@@ -250,7 +280,12 @@ pub fn parse_row(
         Some((col, v)) => match v.parse::<Tz>() {
             Ok(tz) => Some(tz),
             Err(_) => {
-                errors.push(Problem::cell(line, col, format!("`{v}` is not an IANA time zone"), "use a name such as Europe/Berlin, America/New_York or UTC"));
+                errors.push(Problem::cell(
+                    line,
+                    col,
+                    format!("`{v}` is not an IANA time zone"),
+                    "use a name such as Europe/Berlin, America/New_York or UTC",
+                ));
                 None
             }
         },
@@ -273,7 +308,12 @@ pub fn parse_row(
     });
     if let (Some(s), Some(col)) = (&start, layout.col(Field::Start)) {
         if s.with_timezone(&Utc) < now {
-            errors.push(Problem::cell(line, col, format!("the start {} is in the past", s.to_rfc3339()), "choose a start in the future (Webex refuses meetings in the past)"));
+            errors.push(Problem::cell(
+                line,
+                col,
+                format!("the start {} is in the past", s.to_rfc3339()),
+                "choose a start in the future (Webex refuses meetings in the past)",
+            ));
         }
     }
 
@@ -307,22 +347,60 @@ pub fn parse_row(
                     }
                 }
             }
-            Err(_) => errors.push(Problem::cell(line, col, format!("duration `{raw}` is not a whole number of minutes"), "write the length in minutes, e.g. 45")),
+            Err(_) => errors.push(Problem::cell(
+                line,
+                col,
+                format!("duration `{raw}` is not a whole number of minutes"),
+                "write the length in minutes, e.g. 45",
+            )),
         }
     }
     if end_given.is_none() && duration_given.is_none() {
-        let col = layout.col(Field::End).or(layout.col(Field::Duration)).expect("checked by Layout");
-        errors.push(Problem::cell(line, col, "the row has neither an end nor a duration", "fill in end (ISO 8601 time) or duration (minutes)"));
+        let col = layout
+            .col(Field::End)
+            .or(layout.col(Field::Duration))
+            .expect("checked by Layout");
+        errors.push(Problem::cell(
+            line,
+            col,
+            "the row has neither an end nor a duration",
+            "fill in end (ISO 8601 time) or duration (minutes)",
+        ));
     }
     if let (Some(s), Some(e)) = (&start, &end) {
         let minutes = (*e - *s).num_seconds() as f64 / 60.0;
-        let col = end_given.map(|c| c.0).or(duration_given.map(|c| c.0)).expect("one of them is set");
+        let col = end_given
+            .map(|c| c.0)
+            .or(duration_given.map(|c| c.0))
+            .expect("one of them is set");
         if e <= s {
-            errors.push(Problem::cell(line, col, format!("the meeting ends ({}) before or when it starts ({})", e.to_rfc3339(), s.to_rfc3339()), "make the end later than the start"));
+            errors.push(Problem::cell(
+                line,
+                col,
+                format!(
+                    "the meeting ends ({}) before or when it starts ({})",
+                    e.to_rfc3339(),
+                    s.to_rfc3339()
+                ),
+                "make the end later than the start",
+            ));
         } else if minutes < MIN_MINUTES as f64 {
-            errors.push(Problem::cell(line, col, format!("the meeting lasts {minutes} minutes; Webex needs at least {MIN_MINUTES}"), "make the meeting at least 10 minutes long"));
+            errors.push(Problem::cell(
+                line,
+                col,
+                format!("the meeting lasts {minutes} minutes; Webex needs at least {MIN_MINUTES}"),
+                "make the meeting at least 10 minutes long",
+            ));
         } else if minutes > MAX_MINUTES as f64 {
-            errors.push(Problem::cell(line, col, format!("the meeting lasts {:.0} minutes; Webex allows at most 23 h 59 min", minutes), "split it into meetings shorter than 24 hours, or use recurrence"));
+            errors.push(Problem::cell(
+                line,
+                col,
+                format!(
+                    "the meeting lasts {:.0} minutes; Webex allows at most 23 h 59 min",
+                    minutes
+                ),
+                "split it into meetings shorter than 24 hours, or use recurrence",
+            ));
         }
     }
 
@@ -330,7 +408,12 @@ pub fn parse_row(
     let host = need(Field::HostEmail, &mut errors);
     if let (Some(h), Some(col)) = (&host, layout.col(Field::HostEmail)) {
         if !is_valid_email(h) {
-            errors.push(Problem::cell(line, col, format!("`{h}` is not a valid email address"), "write the host's Webex email, e.g. jane.doe@example.com"));
+            errors.push(Problem::cell(
+                line,
+                col,
+                format!("`{h}` is not a valid email address"),
+                "write the host's Webex email, e.g. jane.doe@example.com",
+            ));
         }
     }
 
@@ -338,7 +421,12 @@ pub fn parse_row(
     let agenda = layout.get(Field::Agenda, fields).map(|(col, v)| {
         let n = v.chars().count();
         if n > MAX_AGENDA {
-            errors.push(Problem::cell(line, col, format!("the agenda is {n} characters long; Webex allows {MAX_AGENDA}"), format!("shorten the agenda to {MAX_AGENDA} characters or fewer")));
+            errors.push(Problem::cell(
+                line,
+                col,
+                format!("the agenda is {n} characters long; Webex allows {MAX_AGENDA}"),
+                format!("shorten the agenda to {MAX_AGENDA} characters or fewer"),
+            ));
         }
         v.to_owned()
     });
@@ -349,38 +437,80 @@ pub fn parse_row(
         for item in raw.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             let (name, email) = split_name_email(item);
             if !is_valid_email(&email) {
-                errors.push(Problem::cell(line, col, format!("invitee `{item}` is not a valid email address"), "write invitees as email or Name <email>, separated by ;"));
+                errors.push(Problem::cell(
+                    line,
+                    col,
+                    format!("invitee `{item}` is not a valid email address"),
+                    "write invitees as email or Name <email>, separated by ;",
+                ));
                 continue;
             }
-            if invitees.iter().any(|i| i.email.eq_ignore_ascii_case(&email)) {
-                warnings.push(Problem::cell(line, col, format!("invitee {email} is listed twice; it is invited once"), "remove the repeat").warning());
+            if invitees
+                .iter()
+                .any(|i| i.email.eq_ignore_ascii_case(&email))
+            {
+                warnings.push(
+                    Problem::cell(
+                        line,
+                        col,
+                        format!("invitee {email} is listed twice; it is invited once"),
+                        "remove the repeat",
+                    )
+                    .warning(),
+                );
                 continue;
             }
-            invitees.push(Invitee { email, display_name: name, co_host: None });
+            invitees.push(Invitee {
+                email,
+                display_name: name,
+                co_host: None,
+            });
         }
         if invitees.len() > MAX_INVITEES {
-            errors.push(Problem::cell(line, col, format!("{} invitees; Webex allows {MAX_INVITEES}", invitees.len()), "split the invitees over several meetings or use a group"));
+            errors.push(Problem::cell(
+                line,
+                col,
+                format!("{} invitees; Webex allows {MAX_INVITEES}", invitees.len()),
+                "split the invitees over several meetings or use a group",
+            ));
         }
     }
     if let Some((col, raw)) = layout.get(Field::CoHosts, fields) {
         for item in raw.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             let (_, email) = split_name_email(item);
-            match invitees.iter_mut().find(|i| i.email.eq_ignore_ascii_case(&email)) {
+            match invitees
+                .iter_mut()
+                .find(|i| i.email.eq_ignore_ascii_case(&email))
+            {
                 Some(inv) => inv.co_host = Some(true),
-                None => errors.push(Problem::cell(line, col, format!("co-host {email} is not among the invitees"), "add the co-host to the invitees column too")),
+                None => errors.push(Problem::cell(
+                    line,
+                    col,
+                    format!("co-host {email} is not among the invitees"),
+                    "add the co-host to the invitees column too",
+                )),
             }
         }
     }
 
-    let password = layout.get(Field::Password, fields).map(|(_, v)| v.to_owned());
+    let password = layout
+        .get(Field::Password, fields)
+        .map(|(_, v)| v.to_owned());
     let send_email = parse_bool_cell(layout, Field::SendEmail, fields, line, &mut errors);
     let auto_record = parse_bool_cell(layout, Field::AutoRecord, fields, line, &mut errors);
     let recurrence = layout.get(Field::Recurrence, fields).and_then(|(col, v)| {
         let rule = v.strip_prefix("RRULE:").unwrap_or(v);
-        if rule.to_ascii_uppercase().starts_with("FREQ=") || rule.to_ascii_uppercase().contains(";FREQ=") {
+        if rule.to_ascii_uppercase().starts_with("FREQ=")
+            || rule.to_ascii_uppercase().contains(";FREQ=")
+        {
             Some(rule.to_owned())
         } else {
-            errors.push(Problem::cell(line, col, format!("`{v}` is not an RFC 2445 recurrence rule"), "write a rule such as FREQ=WEEKLY;INTERVAL=1;COUNT=10"));
+            errors.push(Problem::cell(
+                line,
+                col,
+                format!("`{v}` is not an RFC 2445 recurrence rule"),
+                "write a rule such as FREQ=WEEKLY;INTERVAL=1;COUNT=10",
+            ));
             None
         }
     });
@@ -407,13 +537,24 @@ pub fn parse_row(
     })
 }
 
-fn parse_bool_cell(layout: &Layout, f: Field, fields: &[String], line: u64, errors: &mut Vec<Problem>) -> Option<bool> {
+fn parse_bool_cell(
+    layout: &Layout,
+    f: Field,
+    fields: &[String],
+    line: u64,
+    errors: &mut Vec<Problem>,
+) -> Option<bool> {
     let (col, v) = layout.get(f, fields)?;
     match v.to_ascii_lowercase().as_str() {
         "true" | "yes" | "y" | "1" => Some(true),
         "false" | "no" | "n" | "0" => Some(false),
         _ => {
-            errors.push(Problem::cell(line, col, format!("`{v}` is not true or false"), "write true or false (or leave the cell empty for Webex's default)"));
+            errors.push(Problem::cell(
+                line,
+                col,
+                format!("`{v}` is not true or false"),
+                "write true or false (or leave the cell empty for Webex's default)",
+            ));
             None
         }
     }
@@ -445,14 +586,22 @@ impl TimeError {
     fn message(&self, raw: &str, what: &str) -> String {
         match self {
             TimeError::Format => format!("{what} `{raw}` is not an ISO 8601 date and time"),
-            TimeError::NoZone => format!("{what} `{raw}` has no UTC offset and the row has no timezone"),
-            TimeError::Gap(tz) => format!("{what} `{raw}` does not exist in {tz} (the clocks skip that hour)"),
+            TimeError::NoZone => {
+                format!("{what} `{raw}` has no UTC offset and the row has no timezone")
+            }
+            TimeError::Gap(tz) => {
+                format!("{what} `{raw}` does not exist in {tz} (the clocks skip that hour)")
+            }
         }
     }
     fn fix(&self) -> &'static str {
         match self {
-            TimeError::Format => "write it as 2027-01-12T09:00:00+01:00 (or 2027-01-12 09:00 with a timezone column)",
-            TimeError::NoZone => "add an offset (2027-01-12T09:00:00+01:00 or ...Z) or fill in the timezone column",
+            TimeError::Format => {
+                "write it as 2027-01-12T09:00:00+01:00 (or 2027-01-12 09:00 with a timezone column)"
+            }
+            TimeError::NoZone => {
+                "add an offset (2027-01-12T09:00:00+01:00 or ...Z) or fill in the timezone column"
+            }
             TimeError::Gap(_) => "move the time out of the daylight-saving gap",
         }
     }
@@ -508,7 +657,11 @@ impl QuotaCounter {
     /// Warnings for every quota the file exceeds.
     pub fn warnings(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        let mut hosts: Vec<_> = self.per_host.iter().filter(|(_, n)| **n > QUOTA_PER_HOST).collect();
+        let mut hosts: Vec<_> = self
+            .per_host
+            .iter()
+            .filter(|(_, n)| **n > QUOTA_PER_HOST)
+            .collect();
         hosts.sort();
         for (host, n) in hosts {
             out.push(Problem::line(0, format!("{n} meetings for host {host}; Webex lets an admin create {QUOTA_PER_HOST} per host in 24 hours"), "split the file and run the rest tomorrow, or expect 429s and failures past the quota").warning());
@@ -525,12 +678,14 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn row(headers: &[&str], cells: &[&str]) -> Result<MeetingRequest, Vec<Problem>> {
         let headers: Vec<String> = headers.iter().map(|s| s.to_string()).collect();
-        let layout = Layout::from_headers(&headers).map_err(|p| p)?;
+        let layout = Layout::from_headers(&headers)?;
         let cells: Vec<String> = cells.iter().map(|s| s.to_string()).collect();
         parse_row(&layout, &cells, 7, now(), &mut Vec::new())
     }
@@ -539,7 +694,17 @@ mod tests {
 
     #[test]
     fn a_good_row_becomes_a_request() {
-        let r = row(&H, &["Weekly sync", "2027-01-12 09:00", "45", "jane@acme.com", "Europe/Berlin"]).unwrap();
+        let r = row(
+            &H,
+            &[
+                "Weekly sync",
+                "2027-01-12 09:00",
+                "45",
+                "jane@acme.com",
+                "Europe/Berlin",
+            ],
+        )
+        .unwrap();
         assert_eq!(r.start, "2027-01-12T09:00:00+01:00");
         assert_eq!(r.end, "2027-01-12T09:45:00+01:00");
         assert_eq!(r.timezone.as_deref(), Some("Europe/Berlin"));
@@ -548,19 +713,43 @@ mod tests {
 
     #[test]
     fn header_variants_match_and_missing_columns_are_named() {
-        let layout = Layout::from_headers(&["TITLE".into(), "start".into(), "host_email".into(), "END".into(), "Notes".into()]).unwrap();
+        let layout = Layout::from_headers(&[
+            "TITLE".into(),
+            "start".into(),
+            "host_email".into(),
+            "END".into(),
+            "Notes".into(),
+        ])
+        .unwrap();
         assert_eq!(layout.unknown, vec!["Notes".to_string()]);
         let errs = Layout::from_headers(&["title".into(), "start".into()]).unwrap_err();
         assert!(errs.iter().any(|p| p.message.contains("hostEmail")));
         assert!(errs.iter().any(|p| p.message.contains("end")));
-        let errs = Layout::from_headers(&["title".into(), "start".into(), "end".into(), "hostEmail".into(), "Host Email".into()]).unwrap_err();
+        let errs = Layout::from_headers(&[
+            "title".into(),
+            "start".into(),
+            "end".into(),
+            "hostEmail".into(),
+            "Host Email".into(),
+        ])
+        .unwrap_err();
         assert_eq!(errs[0].column, Some((5, "Host Email".into())));
     }
 
     #[test]
     fn every_problem_in_a_row_is_reported_with_its_column() {
         let long = "x".repeat(129);
-        let errs = row(&H, &[&long, "2020-01-01 09:00", "5", "not-an-email", "Europe/Berlin"]).unwrap_err();
+        let errs = row(
+            &H,
+            &[
+                &long,
+                "2020-01-01 09:00",
+                "5",
+                "not-an-email",
+                "Europe/Berlin",
+            ],
+        )
+        .unwrap_err();
         let cols: Vec<usize> = errs.iter().map(|p| p.column.as_ref().unwrap().0).collect();
         assert_eq!(cols, vec![1, 2, 3, 4], "{errs:#?}");
         assert!(errs.iter().all(|p| p.line == 7 && !p.fix.is_empty()));
@@ -569,37 +758,135 @@ mod tests {
     #[test]
     fn time_rules() {
         let h = ["title", "start", "end", "hostEmail"];
-        assert!(row(&h, &["t", "2027-01-12T09:00:00Z", "2027-01-12T09:10:00Z", "a@b.co"]).is_ok());
-        let e = row(&h, &["t", "2027-01-12T09:00:00Z", "2027-01-12T09:09:00Z", "a@b.co"]).unwrap_err();
+        assert!(row(
+            &h,
+            &[
+                "t",
+                "2027-01-12T09:00:00Z",
+                "2027-01-12T09:10:00Z",
+                "a@b.co"
+            ]
+        )
+        .is_ok());
+        let e = row(
+            &h,
+            &[
+                "t",
+                "2027-01-12T09:00:00Z",
+                "2027-01-12T09:09:00Z",
+                "a@b.co",
+            ],
+        )
+        .unwrap_err();
         assert!(e[0].message.contains("at least 10"), "{e:?}");
-        let e = row(&h, &["t", "2027-01-12T09:00:00Z", "2027-01-12T08:00:00Z", "a@b.co"]).unwrap_err();
+        let e = row(
+            &h,
+            &[
+                "t",
+                "2027-01-12T09:00:00Z",
+                "2027-01-12T08:00:00Z",
+                "a@b.co",
+            ],
+        )
+        .unwrap_err();
         assert!(e[0].message.contains("before"), "{e:?}");
-        assert!(row(&h, &["t", "2027-01-12T00:00:00Z", "2027-01-12T23:59:00Z", "a@b.co"]).is_ok());
-        let e = row(&h, &["t", "2027-01-12T00:00:00Z", "2027-01-13T00:00:00Z", "a@b.co"]).unwrap_err();
+        assert!(row(
+            &h,
+            &[
+                "t",
+                "2027-01-12T00:00:00Z",
+                "2027-01-12T23:59:00Z",
+                "a@b.co"
+            ]
+        )
+        .is_ok());
+        let e = row(
+            &h,
+            &[
+                "t",
+                "2027-01-12T00:00:00Z",
+                "2027-01-13T00:00:00Z",
+                "a@b.co",
+            ],
+        )
+        .unwrap_err();
         assert!(e[0].message.contains("23 h 59"), "{e:?}");
-        let e = row(&h, &["t", "2027-01-12 09:00", "2027-01-12T10:00:00Z", "a@b.co"]).unwrap_err();
+        let e = row(
+            &h,
+            &["t", "2027-01-12 09:00", "2027-01-12T10:00:00Z", "a@b.co"],
+        )
+        .unwrap_err();
         assert!(e[0].message.contains("no UTC offset"), "{e:?}");
-        let e = row(&h, &["t", "12/01/2027 9:00", "2027-01-12T10:00:00Z", "a@b.co"]).unwrap_err();
+        let e = row(
+            &h,
+            &["t", "12/01/2027 9:00", "2027-01-12T10:00:00Z", "a@b.co"],
+        )
+        .unwrap_err();
         assert!(e[0].message.contains("ISO 8601"), "{e:?}");
     }
 
     #[test]
     fn daylight_saving_gap_and_overlap() {
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
-        assert_eq!(parse_time("2027-03-28T02:30", Some(berlin)), Err(TimeError::Gap("Europe/Berlin".into())));
-        assert_eq!(parse_time("2027-10-31T02:30", Some(berlin)).unwrap().to_rfc3339(), "2027-10-31T02:30:00+02:00");
-        assert_eq!(parse_time("2027-01-12T09:00:00+0530", None).unwrap().to_rfc3339(), "2027-01-12T09:00:00+05:30");
+        assert_eq!(
+            parse_time("2027-03-28T02:30", Some(berlin)),
+            Err(TimeError::Gap("Europe/Berlin".into()))
+        );
+        assert_eq!(
+            parse_time("2027-10-31T02:30", Some(berlin))
+                .unwrap()
+                .to_rfc3339(),
+            "2027-10-31T02:30:00+02:00"
+        );
+        assert_eq!(
+            parse_time("2027-01-12T09:00:00+0530", None)
+                .unwrap()
+                .to_rfc3339(),
+            "2027-01-12T09:00:00+05:30"
+        );
     }
 
     #[test]
     fn invitees_cohosts_and_booleans() {
-        let h = ["title", "start", "duration", "hostEmail", "invitees", "coHosts", "sendEmail"];
-        let r = row(&h, &["t", "2027-01-12T09:00:00Z", "30", "a@b.co", "Ann Lee <ann@b.co>; bob@b.co; bob@b.co", "BOB@b.co", "FALSE"]).unwrap();
+        let h = [
+            "title",
+            "start",
+            "duration",
+            "hostEmail",
+            "invitees",
+            "coHosts",
+            "sendEmail",
+        ];
+        let r = row(
+            &h,
+            &[
+                "t",
+                "2027-01-12T09:00:00Z",
+                "30",
+                "a@b.co",
+                "Ann Lee <ann@b.co>; bob@b.co; bob@b.co",
+                "BOB@b.co",
+                "FALSE",
+            ],
+        )
+        .unwrap();
         assert_eq!(r.invitees.len(), 2);
         assert_eq!(r.invitees[0].display_name.as_deref(), Some("Ann Lee"));
         assert_eq!(r.invitees[1].co_host, Some(true));
         assert_eq!(r.send_email, Some(false));
-        let e = row(&h, &["t", "2027-01-12T09:00:00Z", "30", "a@b.co", "ann@b.co", "carl@b.co", "maybe"]).unwrap_err();
+        let e = row(
+            &h,
+            &[
+                "t",
+                "2027-01-12T09:00:00Z",
+                "30",
+                "a@b.co",
+                "ann@b.co",
+                "carl@b.co",
+                "maybe",
+            ],
+        )
+        .unwrap_err();
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].column.as_ref().unwrap().1, "coHosts");
         assert_eq!(e[1].column.as_ref().unwrap().1, "sendEmail");
@@ -607,7 +894,17 @@ mod tests {
 
     #[test]
     fn request_serializes_to_webex_field_names_only() {
-        let r = row(&H, &["Weekly sync", "2027-01-12 09:00", "45", "jane@acme.com", "Europe/Berlin"]).unwrap();
+        let r = row(
+            &H,
+            &[
+                "Weekly sync",
+                "2027-01-12 09:00",
+                "45",
+                "jane@acme.com",
+                "Europe/Berlin",
+            ],
+        )
+        .unwrap();
         let v = serde_json::to_value(&r).unwrap();
         let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         keys.sort();

@@ -95,7 +95,13 @@ pub struct Progress {
 
 impl Progress {
     /// A display for a run of `total` rows of which `done` are already final.
-    pub fn new(mode: Mode, total: u64, done: u64, tally: Arc<Tally>, pause: Arc<Pause>) -> Progress {
+    pub fn new(
+        mode: Mode,
+        total: u64,
+        done: u64,
+        tally: Arc<Tally>,
+        pause: Arc<Pause>,
+    ) -> Progress {
         let terminal = std::io::stderr().is_terminal();
         let (bar, plain) = match mode {
             Mode::Bar => (true, false),
@@ -104,18 +110,29 @@ impl Progress {
             Mode::None => (false, false),
         };
         let bar = bar.then(|| {
-            let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
+            let b =
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(8));
             b.set_style(
-                ProgressStyle::with_template("{spinner:.green} {elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} {msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{spinner:.green} {elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             b.set_position(done);
             b.enable_steady_tick(Duration::from_millis(125));
             *active_bar().lock().expect("bar") = Some(b.clone());
             b
         });
-        Progress { bar, plain, total, done_at_start: done, started: Instant::now(), tally, pause }
+        Progress {
+            bar,
+            plain,
+            total,
+            done_at_start: done,
+            started: Instant::now(),
+            tally,
+            pause,
+        }
     }
 
     fn line(&self) -> (u64, String) {
@@ -125,7 +142,11 @@ impl Progress {
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let per_sec = here as f64 / secs;
         let left = self.total.saturating_sub(done);
-        let eta = if per_sec > 0.0 { format!("{}", humanize(Duration::from_secs_f64(left as f64 / per_sec))) } else { "-".into() };
+        let eta = if per_sec > 0.0 {
+            humanize(Duration::from_secs_f64(left as f64 / per_sec))
+        } else {
+            "-".into()
+        };
         let mut msg = format!(
             "{:.1} rows/s, ETA {eta} | ok {} failed {} retrying {}",
             per_sec,
@@ -138,7 +159,10 @@ impl Progress {
             msg.push_str(&format!(" | rate {:.1}/s", rate as f64 / 1000.0));
         }
         if let Some(p) = self.pause.remaining() {
-            msg.push_str(&format!(" | paused by rate limit for {}s", p.as_secs_f64().ceil() as u64));
+            msg.push_str(&format!(
+                " | paused by rate limit for {}s",
+                p.as_secs_f64().ceil() as u64
+            ));
         }
         (done, msg)
     }
@@ -150,7 +174,11 @@ impl Progress {
             b.set_position(done);
             b.set_message(msg);
         } else if self.plain {
-            eprintln!("[{}] {done}/{} done, {msg}", humanize(self.started.elapsed()), self.total);
+            eprintln!(
+                "[{}] {done}/{} done, {msg}",
+                humanize(self.started.elapsed()),
+                self.total
+            );
         }
     }
 

@@ -34,7 +34,8 @@ pub fn parse_rate(spec: &str) -> Result<Rate, String> {
     if matches!(s.as_str(), "unlimited" | "none" | "off") {
         return Ok(Rate::Unlimited);
     }
-    let help = || format!("`{spec}` is not a rate; write it as 10/s, 300/min or 5000/h (or unlimited)");
+    let help =
+        || format!("`{spec}` is not a rate; write it as 10/s, 300/min or 5000/h (or unlimited)");
     let (count, unit) = s.split_once('/').ok_or_else(help)?;
     let count: f64 = count.trim().parse().map_err(|_| help())?;
     let per = match unit.trim() {
@@ -62,7 +63,8 @@ impl Limiter {
             Rate::Unlimited => None,
             Rate::PerSecond(r) => {
                 let period = Duration::from_secs_f64(1.0 / r).max(Duration::from_nanos(1));
-                Quota::with_period(period).map(|q| DefaultDirectRateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
+                Quota::with_period(period)
+                    .map(|q| DefaultDirectRateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
             }
         };
         Limiter { inner }
@@ -103,7 +105,9 @@ impl Pause {
     /// How long the pause still lasts, if one is on.
     pub fn remaining(&self) -> Option<Duration> {
         let until = *self.until.lock().expect("pause");
-        until.and_then(|u| u.checked_duration_since(Instant::now())).filter(|d| !d.is_zero())
+        until
+            .and_then(|u| u.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
     }
 
     /// Waits until no pause is on (a pause set while waiting is waited for too).

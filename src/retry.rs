@@ -25,7 +25,11 @@ pub fn backoff_delay(failures: u32, base: Duration, cap: Duration, unit: f64) ->
         .checked_mul(1u32 << exp.min(31))
         .unwrap_or(cap)
         .min(cap);
-    let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.0 };
+    let unit = if unit.is_finite() {
+        unit.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     ceiling.mul_f64(unit)
 }
 
@@ -84,14 +88,23 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(parse_retry_after(Some("7"), now), Duration::from_secs(7));
         assert_eq!(parse_retry_after(Some(" 2 "), now), Duration::from_secs(2));
-        assert_eq!(parse_retry_after(Some("1.5"), now), Duration::from_millis(1500));
-        assert_eq!(parse_retry_after(Some("rand(30),add(30)"), now), DEFAULT_RETRY_AFTER);
+        assert_eq!(
+            parse_retry_after(Some("1.5"), now),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_retry_after(Some("rand(30),add(30)"), now),
+            DEFAULT_RETRY_AFTER
+        );
         assert_eq!(parse_retry_after(Some("-3"), now), DEFAULT_RETRY_AFTER);
         assert_eq!(parse_retry_after(Some(""), now), DEFAULT_RETRY_AFTER);
         assert_eq!(parse_retry_after(None, now), DEFAULT_RETRY_AFTER);
         assert_eq!(parse_retry_after(Some("86400"), now), MAX_RETRY_AFTER);
         let later = httpdate::fmt_http_date(now + Duration::from_secs(42));
-        assert_eq!(parse_retry_after(Some(&later), now), Duration::from_secs(42));
+        assert_eq!(
+            parse_retry_after(Some(&later), now),
+            Duration::from_secs(42)
+        );
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(42));
         assert_eq!(parse_retry_after(Some(&earlier), now), Duration::ZERO);
     }

@@ -34,7 +34,10 @@ type Result<T> = std::result::Result<T, StoreError>;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn now_text() -> String {
@@ -223,7 +226,12 @@ pub struct Created {
 #[derive(Clone, Debug)]
 pub enum Outcome {
     /// Done: the object exists.
-    Succeeded { created: Created, status: Option<u16>, tracking_id: Option<String>, note: Option<String> },
+    Succeeded {
+        created: Created,
+        status: Option<u16>,
+        tracking_id: Option<String>,
+        note: Option<String>,
+    },
     /// Try again at `next_at` (ms since epoch).
     Retry {
         next_at: i64,
@@ -239,7 +247,12 @@ pub enum Outcome {
     },
     /// Final failure. `reconcile`: the last create's outcome is unknown, so
     /// a later retry (`--retry-failed`) must look before it sends.
-    Failed { status: Option<u16>, error: String, tracking_id: Option<String>, reconcile: bool },
+    Failed {
+        status: Option<u16>,
+        error: String,
+        tracking_id: Option<String>,
+        reconcile: bool,
+    },
     /// The attempt ended without an answer that says anything (e.g. the run stopped); back to pending as is.
     Released,
 }
@@ -256,6 +269,15 @@ pub struct Attempt {
     pub outcome: &'static str,
     pub error: Option<String>,
     pub tracking_id: Option<String>,
+}
+
+/// One line of the attempts log, as read back.
+#[derive(Clone, Debug)]
+pub struct LoggedAttempt {
+    pub action: String,
+    pub http_status: Option<i64>,
+    pub outcome: String,
+    pub error: Option<String>,
 }
 
 /// A row as the report shows it.
@@ -312,7 +334,12 @@ impl Store {
             params![uid, run.kind, run.source_path, run.options.to_string(), now],
         )?;
         let run_id = tx.last_insert_rowid();
-        Ok(Ingest { tx, run_id, uid, now: now_ms() })
+        Ok(Ingest {
+            tx,
+            run_id,
+            uid,
+            now: now_ms(),
+        })
     }
 
     /// One run.
@@ -329,7 +356,9 @@ impl Store {
 
     /// The newest run, if any.
     pub fn latest_run(&self) -> Result<Option<RunInfo>> {
-        let id: Option<i64> = self.conn.query_row("SELECT max(id) FROM runs", [], |r| r.get(0))?;
+        let id: Option<i64> = self
+            .conn
+            .query_row("SELECT max(id) FROM runs", [], |r| r.get(0))?;
         id.map(|id| self.run(id)).transpose().map(Option::flatten)
     }
 
@@ -338,7 +367,9 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT id, uid, kind, source_path, source_sha256, options, header, state, exit_code, message, created_at, updated_at, finished_at FROM runs ORDER BY id",
         )?;
-        let rows = stmt.query_map([], run_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt
+            .query_map([], run_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -380,12 +411,23 @@ impl Store {
     }
 
     /// Records how a run stopped.
-    pub fn set_run_state(&self, run_id: i64, state: RunState, exit_code: Option<i32>, message: Option<&str>) -> Result<()> {
+    pub fn set_run_state(
+        &self,
+        run_id: i64,
+        state: RunState,
+        exit_code: Option<i32>,
+        message: Option<&str>,
+    ) -> Result<()> {
         set_run_state(&self.conn, run_id, state, exit_code, message)
     }
 
     /// Visits the rows of a run in line order (streaming: one row in memory at a time).
-    pub fn for_each_row(&self, run_id: i64, failed_only: bool, mut f: impl FnMut(ReportRow) -> std::io::Result<()>) -> Result<()> {
+    pub fn for_each_row(
+        &self,
+        run_id: i64,
+        failed_only: bool,
+        mut f: impl FnMut(ReportRow) -> std::io::Result<()>,
+    ) -> Result<()> {
         let sql = if failed_only {
             "SELECT line, original, state, attempts, last_status, error, tracking_id, result_id, result_number, result_link
              FROM rows WHERE run_id = ?1 AND state IN ('failed', 'invalid') ORDER BY line"
@@ -399,7 +441,9 @@ impl Store {
             let original: String = r.get(1)?;
             let row = ReportRow {
                 line: r.get(0)?,
-                original: serde_json::from_str(&original).map_err(|e| StoreError::Corrupt(format!("row {}: {e}", r.get::<_, i64>(0).unwrap_or(0))))?,
+                original: serde_json::from_str(&original).map_err(|e| {
+                    StoreError::Corrupt(format!("row {}: {e}", r.get::<_, i64>(0).unwrap_or(0)))
+                })?,
                 state: r.get(2)?,
                 attempts: r.get(3)?,
                 http_status: r.get(4)?,
@@ -414,13 +458,20 @@ impl Store {
         Ok(())
     }
 
-    /// The attempts log of one row, oldest first: (action, http_status, outcome, error).
-    pub fn attempts(&self, run_id: i64, line: i64) -> Result<Vec<(String, Option<i64>, String, Option<String>)>> {
+    /// The attempts log of one row, oldest first.
+    pub fn attempts(&self, run_id: i64, line: i64) -> Result<Vec<LoggedAttempt>> {
         let mut stmt = self.conn.prepare(
             "SELECT action, http_status, outcome, error FROM attempts WHERE run_id = ?1 AND line = ?2 ORDER BY id",
         )?;
         let rows = stmt
-            .query_map(params![run_id, line], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .query_map(params![run_id, line], |r| {
+                Ok(LoggedAttempt {
+                    action: r.get(0)?,
+                    http_status: r.get(1)?,
+                    outcome: r.get(2)?,
+                    error: r.get(3)?,
+                })
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -453,7 +504,8 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
 }
 
 fn counts(conn: &Connection, run_id: i64) -> Result<Counts> {
-    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM rows WHERE run_id = ?1 GROUP BY state")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT state, count(*) FROM rows WHERE run_id = ?1 GROUP BY state")?;
     let mut c = Counts::default();
     let mut rows = stmt.query([run_id])?;
     while let Some(r) = rows.next()? {
@@ -472,7 +524,13 @@ fn counts(conn: &Connection, run_id: i64) -> Result<Counts> {
     Ok(c)
 }
 
-fn set_run_state(conn: &Connection, run_id: i64, state: RunState, exit_code: Option<i32>, message: Option<&str>) -> Result<()> {
+fn set_run_state(
+    conn: &Connection,
+    run_id: i64,
+    state: RunState,
+    exit_code: Option<i32>,
+    message: Option<&str>,
+) -> Result<()> {
     let now = now_text();
     let finished = (state == RunState::Finished).then(|| now.clone());
     conn.execute(
@@ -503,13 +561,31 @@ impl Ingest<'_> {
 
     /// Queues one row: `request` is the body to send (`None` for an invalid
     /// row, which is stored with its `error` and never sent).
-    pub fn add_row(&mut self, line: u64, original: &[String], request: Option<&str>, error: Option<&str>) -> Result<()> {
-        let state = if request.is_some() { "pending" } else { "invalid" };
+    pub fn add_row(
+        &mut self,
+        line: u64,
+        original: &[String],
+        request: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let state = if request.is_some() {
+            "pending"
+        } else {
+            "invalid"
+        };
         let original = serde_json::to_string(original).expect("strings serialize");
         let mut stmt = self.tx.prepare_cached(
             "INSERT INTO rows (run_id, line, state, request, original, error, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        stmt.execute(params![self.run_id, line as i64, state, request, original, error, self.now])?;
+        stmt.execute(params![
+            self.run_id,
+            line as i64,
+            state,
+            request,
+            original,
+            error,
+            self.now
+        ])?;
         Ok(())
     }
 
@@ -537,7 +613,11 @@ impl Ingest<'_> {
     pub fn commit(self, sha256: &str, header: &[String]) -> Result<i64> {
         self.tx.execute(
             "UPDATE runs SET source_sha256 = ?2, header = ?3 WHERE id = ?1",
-            params![self.run_id, sha256, serde_json::to_string(header).unwrap_or_default()],
+            params![
+                self.run_id,
+                sha256,
+                serde_json::to_string(header).unwrap_or_default()
+            ],
         )?;
         self.tx.commit()?;
         Ok(self.run_id)
@@ -546,11 +626,34 @@ impl Ingest<'_> {
 
 /// A command for the writer thread.
 enum Command {
-    Claim { run_id: i64, now: i64, limit: usize, reply: tokio::sync::oneshot::Sender<Result<Vec<Claimed>>> },
-    Complete { run_id: i64, line: i64, outcome: Outcome, attempts: Vec<Attempt>, reply: tokio::sync::oneshot::Sender<Result<()>> },
-    Counts { run_id: i64, reply: tokio::sync::oneshot::Sender<Result<Counts>> },
-    NextDue { run_id: i64, reply: tokio::sync::oneshot::Sender<Result<Option<i64>>> },
-    SetRunState { run_id: i64, state: RunState, exit_code: Option<i32>, message: Option<String>, reply: tokio::sync::oneshot::Sender<Result<()>> },
+    Claim {
+        run_id: i64,
+        now: i64,
+        limit: usize,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<Claimed>>>,
+    },
+    Complete {
+        run_id: i64,
+        line: i64,
+        outcome: Outcome,
+        attempts: Vec<Attempt>,
+        reply: tokio::sync::oneshot::Sender<Result<()>>,
+    },
+    Counts {
+        run_id: i64,
+        reply: tokio::sync::oneshot::Sender<Result<Counts>>,
+    },
+    NextDue {
+        run_id: i64,
+        reply: tokio::sync::oneshot::Sender<Result<Option<i64>>>,
+    },
+    SetRunState {
+        run_id: i64,
+        state: RunState,
+        exit_code: Option<i32>,
+        message: Option<String>,
+        reply: tokio::sync::oneshot::Sender<Result<()>>,
+    },
 }
 
 /// The store owned by one thread; cheap to clone, usable from async code.
@@ -577,21 +680,45 @@ impl Writer {
         Writer { tx }
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(tokio::sync::oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<Result<T>>) -> Command,
+    ) -> Result<T> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx.send(make(reply)).map_err(|_| StoreError::WriterGone)?;
+        self.tx
+            .send(make(reply))
+            .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Marks up to `limit` due rows `in_flight` (durably) and returns them.
     pub async fn claim(&self, run_id: i64, now: i64, limit: usize) -> Result<Vec<Claimed>> {
-        self.ask(|reply| Command::Claim { run_id, now, limit, reply }).await
+        self.ask(|reply| Command::Claim {
+            run_id,
+            now,
+            limit,
+            reply,
+        })
+        .await
     }
 
     /// Records how a claimed row's attempt ended.
     /// `attempts` are the requests sent for it this time (logged, and counted in `attempts`).
-    pub async fn complete(&self, run_id: i64, line: i64, outcome: Outcome, attempts: Vec<Attempt>) -> Result<()> {
-        self.ask(|reply| Command::Complete { run_id, line, outcome, attempts, reply }).await
+    pub async fn complete(
+        &self,
+        run_id: i64,
+        line: i64,
+        outcome: Outcome,
+        attempts: Vec<Attempt>,
+    ) -> Result<()> {
+        self.ask(|reply| Command::Complete {
+            run_id,
+            line,
+            outcome,
+            attempts,
+            reply,
+        })
+        .await
     }
 
     /// Row counts by state.
@@ -605,17 +732,36 @@ impl Writer {
     }
 
     /// Records how the run stopped.
-    pub async fn set_run_state(&self, run_id: i64, state: RunState, exit_code: Option<i32>, message: Option<String>) -> Result<()> {
-        self.ask(|reply| Command::SetRunState { run_id, state, exit_code, message, reply }).await
+    pub async fn set_run_state(
+        &self,
+        run_id: i64,
+        state: RunState,
+        exit_code: Option<i32>,
+        message: Option<String>,
+    ) -> Result<()> {
+        self.ask(|reply| Command::SetRunState {
+            run_id,
+            state,
+            exit_code,
+            message,
+            reply,
+        })
+        .await
     }
 }
 
 /// Answers a batch gets once its transaction is settled.
 enum Reply {
-    Claim(tokio::sync::oneshot::Sender<Result<Vec<Claimed>>>, Result<Vec<Claimed>>),
+    Claim(
+        tokio::sync::oneshot::Sender<Result<Vec<Claimed>>>,
+        Result<Vec<Claimed>>,
+    ),
     Unit(tokio::sync::oneshot::Sender<Result<()>>, Result<()>),
     Counts(tokio::sync::oneshot::Sender<Result<Counts>>, Result<Counts>),
-    NextDue(tokio::sync::oneshot::Sender<Result<Option<i64>>>, Result<Option<i64>>),
+    NextDue(
+        tokio::sync::oneshot::Sender<Result<Option<i64>>>,
+        Result<Option<i64>>,
+    ),
 }
 
 impl Reply {
@@ -671,7 +817,9 @@ fn writer_loop(mut store: Store, rx: mpsc::Receiver<Command>) {
 fn reply_of(cmd: Command) -> Reply {
     match cmd {
         Command::Claim { reply, .. } => Reply::Claim(reply, Ok(Vec::new())),
-        Command::Complete { reply, .. } | Command::SetRunState { reply, .. } => Reply::Unit(reply, Ok(())),
+        Command::Complete { reply, .. } | Command::SetRunState { reply, .. } => {
+            Reply::Unit(reply, Ok(()))
+        }
         Command::Counts { reply, .. } => Reply::Counts(reply, Ok(Counts::default())),
         Command::NextDue { reply, .. } => Reply::NextDue(reply, Ok(None)),
     }
@@ -679,20 +827,38 @@ fn reply_of(cmd: Command) -> Reply {
 
 fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
     match cmd {
-        Command::Claim { run_id, now, limit, reply } => Reply::Claim(reply, claim(tx, run_id, now, limit)),
-        Command::Complete { run_id, line, outcome, attempts, reply } => {
-            Reply::Unit(reply, complete(tx, run_id, line, &outcome, &attempts))
-        }
+        Command::Claim {
+            run_id,
+            now,
+            limit,
+            reply,
+        } => Reply::Claim(reply, claim(tx, run_id, now, limit)),
+        Command::Complete {
+            run_id,
+            line,
+            outcome,
+            attempts,
+            reply,
+        } => Reply::Unit(reply, complete(tx, run_id, line, &outcome, &attempts)),
         Command::Counts { run_id, reply } => Reply::Counts(reply, counts(tx, run_id)),
         Command::NextDue { run_id, reply } => Reply::NextDue(
             reply,
-            tx.prepare_cached("SELECT min(next_at) FROM rows WHERE run_id = ?1 AND state = 'pending'")
-                .and_then(|mut s| s.query_row([run_id], |r| r.get(0)))
-                .map_err(Into::into),
+            tx.prepare_cached(
+                "SELECT min(next_at) FROM rows WHERE run_id = ?1 AND state = 'pending'",
+            )
+            .and_then(|mut s| s.query_row([run_id], |r| r.get(0)))
+            .map_err(Into::into),
         ),
-        Command::SetRunState { run_id, state, exit_code, message, reply } => {
-            Reply::Unit(reply, set_run_state(tx, run_id, state, exit_code, message.as_deref()))
-        }
+        Command::SetRunState {
+            run_id,
+            state,
+            exit_code,
+            message,
+            reply,
+        } => Reply::Unit(
+            reply,
+            set_run_state(tx, run_id, state, exit_code, message.as_deref()),
+        ),
     }
 }
 
@@ -713,18 +879,31 @@ fn claim(tx: &Transaction<'_>, run_id: i64, now: i64, limit: usize) -> Result<Ve
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut mark = tx.prepare_cached("UPDATE rows SET state = 'in_flight', updated_at = ?3 WHERE run_id = ?1 AND line = ?2")?;
+    let mut mark = tx.prepare_cached(
+        "UPDATE rows SET state = 'in_flight', updated_at = ?3 WHERE run_id = ?1 AND line = ?2",
+    )?;
     for c in &claimed {
         mark.execute(params![run_id, c.line, now])?;
     }
     Ok(claimed)
 }
 
-fn complete(tx: &Transaction<'_>, run_id: i64, line: i64, outcome: &Outcome, attempts: &[Attempt]) -> Result<()> {
+fn complete(
+    tx: &Transaction<'_>,
+    run_id: i64,
+    line: i64,
+    outcome: &Outcome,
+    attempts: &[Attempt],
+) -> Result<()> {
     let now = now_ms();
     let sent = attempts.len() as i64;
     match outcome {
-        Outcome::Succeeded { created, status, tracking_id, note } => {
+        Outcome::Succeeded {
+            created,
+            status,
+            tracking_id,
+            note,
+        } => {
             tx.prepare_cached(
                 "UPDATE rows SET state = 'succeeded', attempts = attempts + ?3, last_status = ?4, tracking_id = coalesce(?5, tracking_id),
                  error = ?6, result_id = ?7, result_number = ?8, result_link = ?9, reconcile = 0, updated_at = ?10
@@ -732,7 +911,15 @@ fn complete(tx: &Transaction<'_>, run_id: i64, line: i64, outcome: &Outcome, att
             )?
             .execute(params![run_id, line, sent, status, tracking_id, note, created.id, created.number, created.link, now])?;
         }
-        Outcome::Retry { next_at, status, error, tracking_id, reconcile, counts_as_failure, throttled } => {
+        Outcome::Retry {
+            next_at,
+            status,
+            error,
+            tracking_id,
+            reconcile,
+            counts_as_failure,
+            throttled,
+        } => {
             tx.prepare_cached(
                 "UPDATE rows SET state = 'pending', attempts = attempts + ?3, failures = failures + ?4, throttled = throttled + ?5,
                  next_at = ?6, last_status = ?7, error = ?8, tracking_id = ?9, reconcile = max(reconcile, ?10), updated_at = ?11
@@ -752,7 +939,12 @@ fn complete(tx: &Transaction<'_>, run_id: i64, line: i64, outcome: &Outcome, att
                 now
             ])?;
         }
-        Outcome::Failed { status, error, tracking_id, reconcile } => {
+        Outcome::Failed {
+            status,
+            error,
+            tracking_id,
+            reconcile,
+        } => {
             tx.prepare_cached(
                 "UPDATE rows SET state = 'failed', attempts = attempts + ?3, last_status = ?4, error = ?5, tracking_id = ?6, updated_at = ?7,
                  reconcile = max(reconcile, ?8) WHERE run_id = ?1 AND line = ?2",
@@ -782,11 +974,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("q.db")).unwrap();
         let opts = serde_json::json!({});
-        let mut ingest = store.begin_ingest(&NewRun { kind: "meetings", source_path: "x.csv", options: &opts }).unwrap();
+        let mut ingest = store
+            .begin_ingest(&NewRun {
+                kind: "meetings",
+                source_path: "x.csv",
+                options: &opts,
+            })
+            .unwrap();
         for line in 2..2 + n {
-            ingest.add_row(line, &[format!("t{line}")], Some("{}"), None).unwrap();
+            ingest
+                .add_row(line, &[format!("t{line}")], Some("{}"), None)
+                .unwrap();
         }
-        ingest.add_row(2 + n, &["bad".into()], None, Some("title is empty")).unwrap();
+        ingest
+            .add_row(2 + n, &["bad".into()], None, Some("title is empty"))
+            .unwrap();
         let id = ingest.commit("abc", &["title".to_string()]).unwrap();
         (dir, store, id)
     }
@@ -797,7 +999,13 @@ mod tests {
         let mut store = Store::open(&dir.path().join("q.db")).unwrap();
         let opts = serde_json::json!({});
         {
-            let mut ingest = store.begin_ingest(&NewRun { kind: "meetings", source_path: "x", options: &opts }).unwrap();
+            let mut ingest = store
+                .begin_ingest(&NewRun {
+                    kind: "meetings",
+                    source_path: "x",
+                    options: &opts,
+                })
+                .unwrap();
             ingest.add_row(2, &[], Some("{}"), None).unwrap();
         }
         assert!(store.runs().unwrap().is_empty());
@@ -815,15 +1023,35 @@ mod tests {
         let c = other.counts(run).unwrap();
         assert_eq!((c.pending, c.in_flight, c.invalid), (1, 2, 1));
         writer
-            .complete(run, 2, Outcome::Succeeded { created: Created { id: "m1".into(), number: None, link: None }, status: Some(200), tracking_id: None, note: None }, vec![])
+            .complete(
+                run,
+                2,
+                Outcome::Succeeded {
+                    created: Created {
+                        id: "m1".into(),
+                        number: None,
+                        link: None,
+                    },
+                    status: Some(200),
+                    tracking_id: None,
+                    note: None,
+                },
+                vec![],
+            )
             .await
             .unwrap();
         assert_eq!(other.prepare_resume(run, false).unwrap(), 1);
         let c = other.counts(run).unwrap();
         assert_eq!((c.pending, c.in_flight, c.succeeded), (2, 0, 1));
         let again = writer.claim(run, now_ms(), 10).await.unwrap();
-        assert_eq!(again.iter().map(|c| (c.line, c.reconcile)).collect::<Vec<_>>(), vec![(3, true), (4, false)]);
-        assert_eq!(other.attempts(run, 3).unwrap()[0].0, "interrupted");
+        assert_eq!(
+            again
+                .iter()
+                .map(|c| (c.line, c.reconcile))
+                .collect::<Vec<_>>(),
+            vec![(3, true), (4, false)]
+        );
+        assert_eq!(other.attempts(run, 3).unwrap()[0].action, "interrupted");
     }
 
     #[tokio::test]
@@ -833,7 +1061,15 @@ mod tests {
         let now = now_ms();
         let c = writer.claim(run, now, 5).await.unwrap();
         assert_eq!(c.len(), 1);
-        let retry = Outcome::Retry { next_at: now + 60_000, status: Some(503), error: "busy".into(), tracking_id: None, reconcile: true, counts_as_failure: true, throttled: false };
+        let retry = Outcome::Retry {
+            next_at: now + 60_000,
+            status: Some(503),
+            error: "busy".into(),
+            tracking_id: None,
+            reconcile: true,
+            counts_as_failure: true,
+            throttled: false,
+        };
         writer.complete(run, 2, retry, vec![]).await.unwrap();
         assert!(writer.claim(run, now, 5).await.unwrap().is_empty());
         assert_eq!(writer.next_due(run).await.unwrap(), Some(now + 60_000));

@@ -76,7 +76,11 @@ pub enum ApiError {
     Transport(String),
     /// A 2xx answer we could not read.
     #[error("unreadable answer (HTTP {status}): {detail}")]
-    Decode { status: u16, detail: String, tracking_id: Option<String> },
+    Decode {
+        status: u16,
+        detail: String,
+        tracking_id: Option<String>,
+    },
 }
 
 impl ApiError {
@@ -90,7 +94,9 @@ impl ApiError {
     /// Webex's trackingId, if the answer had one.
     pub fn tracking_id(&self) -> Option<&str> {
         match self {
-            ApiError::Status { tracking_id, .. } | ApiError::Decode { tracking_id, .. } => tracking_id.as_deref(),
+            ApiError::Status { tracking_id, .. } | ApiError::Decode { tracking_id, .. } => {
+                tracking_id.as_deref()
+            }
             _ => None,
         }
     }
@@ -173,7 +179,10 @@ impl std::fmt::Debug for TokenGrant {
         f.debug_struct("TokenGrant")
             .field("access_token", &"[REDACTED]")
             .field("expires_in", &self.expires_in)
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
+            )
             .field("refresh_token_expires_in", &self.refresh_token_expires_in)
             .finish()
     }
@@ -224,7 +233,8 @@ struct Items<T> {
 }
 
 fn bearer(token: &SecretString) -> HeaderValue {
-    let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+    let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
     v.set_sensitive(true);
     v
 }
@@ -244,7 +254,11 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .expect("a TLS backend is compiled in");
-        Client { http, base, timeout }
+        Client {
+            http,
+            base,
+            timeout,
+        }
     }
 
     /// The base URL.
@@ -254,7 +268,11 @@ impl Client {
 
     fn url(&self, path: &str) -> Url {
         let mut u = self.base.clone();
-        let p = format!("{}/{}", self.base.path().trim_end_matches('/'), path.trim_start_matches('/'));
+        let p = format!(
+            "{}/{}",
+            self.base.path().trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
         u.set_path(&p);
         u
     }
@@ -269,8 +287,16 @@ impl Client {
         }
     }
 
-    async fn send<T: for<'de> Deserialize<'de>>(&self, req: reqwest::RequestBuilder, tracking_id: &str) -> Result<Answer<T>, ApiError> {
-        let resp = req.header(TRACKING_HEADER, tracking_id).send().await.map_err(|e| self.transport_error(e))?;
+    async fn send<T: for<'de> Deserialize<'de>>(
+        &self,
+        req: reqwest::RequestBuilder,
+        tracking_id: &str,
+    ) -> Result<Answer<T>, ApiError> {
+        let resp = req
+            .header(TRACKING_HEADER, tracking_id)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let header_tracking = header_str(&headers, TRACKING_HEADER);
@@ -278,14 +304,27 @@ impl Client {
         if (200..300).contains(&status) {
             let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
             return serde_json::from_slice(body)
-                .map(|value| Answer { value, status, tracking_id: header_tracking.clone() })
-                .map_err(|e| ApiError::Decode { status, detail: e.to_string(), tracking_id: header_tracking });
+                .map(|value| Answer {
+                    value,
+                    status,
+                    tracking_id: header_tracking.clone(),
+                })
+                .map_err(|e| ApiError::Decode {
+                    status,
+                    detail: e.to_string(),
+                    tracking_id: header_tracking,
+                });
         }
         Err(status_error(status, &headers, &bytes, header_tracking))
     }
 
     /// `POST /meetings`. `body` is the JSON the queue stored for the row.
-    pub async fn create_meeting(&self, token: &SecretString, body: &str, tracking_id: &str) -> Result<Answer<Meeting>, ApiError> {
+    pub async fn create_meeting(
+        &self,
+        token: &SecretString,
+        body: &str,
+        tracking_id: &str,
+    ) -> Result<Answer<Meeting>, ApiError> {
         let req = self
             .http
             .post(self.url("meetings"))
@@ -311,13 +350,28 @@ impl Client {
             .http
             .get(self.url("meetings"))
             .header(AUTHORIZATION, bearer(token))
-            .query(&[("integrationTag", tag), ("hostEmail", host_email), ("from", from), ("to", to), ("max", "10")]);
+            .query(&[
+                ("integrationTag", tag),
+                ("hostEmail", host_email),
+                ("from", from),
+                ("to", to),
+                ("max", "10"),
+            ]);
         let a: Answer<Items<Meeting>> = self.send(req, tracking_id).await?;
-        Ok(Answer { value: a.value.items, status: a.status, tracking_id: a.tracking_id })
+        Ok(Answer {
+            value: a.value.items,
+            status: a.status,
+            tracking_id: a.tracking_id,
+        })
     }
 
     /// `POST /access_token` with the refresh-token grant.
-    pub async fn refresh_grant(&self, client_id: &str, client_secret: &SecretString, refresh_token: &SecretString) -> Result<TokenGrant, GrantError> {
+    pub async fn refresh_grant(
+        &self,
+        client_id: &str,
+        client_secret: &SecretString,
+        refresh_token: &SecretString,
+    ) -> Result<TokenGrant, GrantError> {
         let form = [
             ("grant_type", "refresh_token"),
             ("client_id", client_id),
@@ -327,14 +381,21 @@ impl Client {
         let req = self.http.post(self.url("access_token")).form(&form);
         match self.send::<TokenGrant>(req, &new_tracking_id()).await {
             Ok(a) => Ok(a.value),
-            Err(e @ ApiError::Status { status, .. }) if (400..500).contains(&status) && status != 429 => Err(GrantError::Refused(e.to_string())),
+            Err(e @ ApiError::Status { status, .. })
+                if (400..500).contains(&status) && status != 429 =>
+            {
+                Err(GrantError::Refused(e.to_string()))
+            }
             Err(e) => Err(GrantError::Unavailable(e)),
         }
     }
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// A transport error in words: reqwest's own text without the URL, and the
@@ -360,15 +421,29 @@ fn without_url(e: &reqwest::Error) -> String {
     }
 }
 
-fn status_error(status: u16, headers: &HeaderMap, bytes: &[u8], header_tracking: Option<String>) -> ApiError {
+fn status_error(
+    status: u16,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    header_tracking: Option<String>,
+) -> ApiError {
     let parsed: Option<ErrorBody> = serde_json::from_slice(bytes).ok();
     let mut message = String::new();
     let mut tracking_id = header_tracking;
     if let Some(b) = parsed {
-        if let Some(m) = b.message.or(b.error_description.clone()).filter(|m| !m.is_empty()) {
+        if let Some(m) = b
+            .message
+            .or(b.error_description.clone())
+            .filter(|m| !m.is_empty())
+        {
             message = m;
         }
-        let details: Vec<String> = b.errors.into_iter().filter_map(|e| e.description).filter(|d| !d.is_empty() && *d != message).collect();
+        let details: Vec<String> = b
+            .errors
+            .into_iter()
+            .filter_map(|e| e.description)
+            .filter(|d| !d.is_empty() && *d != message)
+            .collect();
         if !details.is_empty() {
             if message.is_empty() {
                 message = details.join("; ");
@@ -377,16 +452,29 @@ fn status_error(status: u16, headers: &HeaderMap, bytes: &[u8], header_tracking:
             }
         }
         if let Some(code) = b.error {
-            message = if message.is_empty() { code } else { format!("{code}: {message}") };
+            message = if message.is_empty() {
+                code
+            } else {
+                format!("{code}: {message}")
+            };
         }
         if b.tracking_id.is_some() {
             tracking_id = b.tracking_id;
         }
     }
     if message.is_empty() {
-        message = reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error").to_owned();
+        message = reqwest::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("error")
+            .to_owned();
     }
-    ApiError::Status { status, message, tracking_id, retry_after: header_str(headers, RETRY_AFTER.as_str()) }
+    ApiError::Status {
+        status,
+        message,
+        tracking_id,
+        retry_after: header_str(headers, RETRY_AFTER.as_str()),
+    }
 }
 
 #[cfg(test)]
@@ -396,15 +484,35 @@ mod tests {
     #[test]
     fn base_urls() {
         assert!(check_base_url("https://webexapis.com/v1").is_ok());
-        assert_eq!(check_base_url("http://127.0.0.1:8080/v1/").unwrap().as_str(), "http://127.0.0.1:8080/v1");
+        assert_eq!(
+            check_base_url("http://127.0.0.1:8080/v1/")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:8080/v1"
+        );
         assert!(check_base_url("http://127.3.2.1/v1").is_ok());
         assert!(check_base_url("http://localhost:1/v1").is_ok());
         assert!(check_base_url("http://[::1]:1/v1").is_ok());
-        assert!(matches!(check_base_url("http://webexapis.com/v1"), Err(BaseUrlError::Insecure(_))));
-        assert!(matches!(check_base_url("http://10.0.0.1/v1"), Err(BaseUrlError::Insecure(_))));
-        assert!(matches!(check_base_url("http://localhost.evil.com/v1"), Err(BaseUrlError::Insecure(_))));
-        assert!(matches!(check_base_url("ftp://x/v1"), Err(BaseUrlError::Scheme(_))));
-        assert!(matches!(check_base_url("webexapis.com"), Err(BaseUrlError::NotAUrl(_))));
+        assert!(matches!(
+            check_base_url("http://webexapis.com/v1"),
+            Err(BaseUrlError::Insecure(_))
+        ));
+        assert!(matches!(
+            check_base_url("http://10.0.0.1/v1"),
+            Err(BaseUrlError::Insecure(_))
+        ));
+        assert!(matches!(
+            check_base_url("http://localhost.evil.com/v1"),
+            Err(BaseUrlError::Insecure(_))
+        ));
+        assert!(matches!(
+            check_base_url("ftp://x/v1"),
+            Err(BaseUrlError::Scheme(_))
+        ));
+        assert!(matches!(
+            check_base_url("webexapis.com"),
+            Err(BaseUrlError::NotAUrl(_))
+        ));
     }
 
     #[test]
@@ -414,28 +522,51 @@ mod tests {
         assert_eq!(e.to_string(), "HTTP 400: Invalid input (title is too long)");
         assert_eq!(e.tracking_id(), Some("ROUTER_1"));
         assert!(!e.is_retryable() && !e.may_have_happened());
-        let e = status_error(502, &HeaderMap::new(), b"<html>bad gateway</html>", Some("HDR".into()));
+        let e = status_error(
+            502,
+            &HeaderMap::new(),
+            b"<html>bad gateway</html>",
+            Some("HDR".into()),
+        );
         assert_eq!(e.to_string(), "HTTP 502: Bad Gateway");
         assert_eq!(e.tracking_id(), Some("HDR"));
         assert!(e.is_retryable() && e.may_have_happened());
-        let e = status_error(400, &HeaderMap::new(), br#"{"error":"invalid_grant","error_description":"expired"}"#, None);
+        let e = status_error(
+            400,
+            &HeaderMap::new(),
+            br#"{"error":"invalid_grant","error_description":"expired"}"#,
+            None,
+        );
         assert_eq!(e.to_string(), "HTTP 400: invalid_grant: expired");
     }
 
     #[test]
     fn classification() {
-        let st = |s| ApiError::Status { status: s, message: String::new(), tracking_id: None, retry_after: None };
+        let st = |s| ApiError::Status {
+            status: s,
+            message: String::new(),
+            tracking_id: None,
+            retry_after: None,
+        };
         assert!(st(429).is_rate_limited() && !st(429).may_have_happened());
         assert!(st(401).is_unauthorized() && !st(401).is_retryable());
         assert!(st(423).is_retryable() && !st(423).may_have_happened());
         assert!(st(409).status() == Some(409) && !st(409).is_retryable());
-        assert!(ApiError::Connect("x".into()).is_retryable() && !ApiError::Connect("x".into()).may_have_happened());
+        assert!(
+            ApiError::Connect("x".into()).is_retryable()
+                && !ApiError::Connect("x".into()).may_have_happened()
+        );
         assert!(ApiError::Transport("x".into()).may_have_happened());
     }
 
     #[test]
     fn grant_debug_hides_tokens() {
-        let g = TokenGrant { access_token: "AT-secret".into(), expires_in: Some(1), refresh_token: Some("RT-secret".into()), refresh_token_expires_in: None };
+        let g = TokenGrant {
+            access_token: "AT-secret".into(),
+            expires_in: Some(1),
+            refresh_token: Some("RT-secret".into()),
+            refresh_token_expires_in: None,
+        };
         let s = format!("{g:?}");
         assert!(!s.contains("secret"), "{s}");
     }

@@ -17,9 +17,17 @@ async fn a_clean_run_of_the_sample_creates_every_meeting_and_reports_it() {
     let work = Work::new();
     let file = work.write("meetings.csv", &sample());
     let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let out = run(&work, &Env::sim(), &run_args(&file, &db, &base, &["--rate", "unlimited"])).await;
+    let out = run(
+        &work,
+        &Env::sim(),
+        &run_args(&file, &db, &base, &["--rate", "unlimited"]),
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("50 succeeded, 0 failed, 0 invalid"), "{out:?}");
+    assert!(
+        out.stdout.contains("50 succeeded, 0 failed, 0 invalid"),
+        "{out:?}"
+    );
     assert_each_created_once(&sim, 50);
 
     let report = run(&work, &Env::default(), &["report", "--db", &db]).await;
@@ -29,16 +37,28 @@ async fn a_clean_run_of_the_sample_creates_every_meeting_and_reports_it() {
     let status = headers.iter().position(|h| h == "status").unwrap();
     let id = headers.iter().position(|h| h == "meeting_id").unwrap();
     let link = headers.iter().position(|h| h == "web_link").unwrap();
-    let ids: std::collections::HashSet<String> = sim.meetings().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    let ids: std::collections::HashSet<String> = sim
+        .meetings()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
     for row in &rows {
         assert_eq!(row[status], "succeeded");
-        assert!(ids.contains(&row[id]), "the report names a meeting the server has");
+        assert!(
+            ids.contains(&row[id]),
+            "the report names a meeting the server has"
+        );
         assert!(row[link].starts_with("https://"));
     }
 
     // Resuming a finished run sends nothing and gives the run's own code.
     let before = sim.stats().requests;
-    let again = run(&work, &Env::sim(), &["run", "--resume", "--db", &db, "--base-url", &base]).await;
+    let again = run(
+        &work,
+        &Env::sim(),
+        &["run", "--resume", "--db", &db, "--base-url", &base],
+    )
+    .await;
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stderr.contains("already finished"), "{again:?}");
     assert_eq!(sim.stats().requests, before);
@@ -54,12 +74,32 @@ async fn the_report_has_the_original_columns_then_the_results() {
     let out = run(&work, &Env::sim(), &run_args(&file, &db, &base, &[])).await;
     assert_eq!(out.code, 0, "{out:?}");
     let report_path = work.path("report.csv");
-    let out = run(&work, &Env::default(), &["report", "--db", &db, "-o", &s(&report_path)]).await;
+    let out = run(
+        &work,
+        &Env::default(),
+        &["report", "--db", &db, "-o", &s(&report_path)],
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     let (headers, rows) = parse_report(&std::fs::read_to_string(&report_path).unwrap());
     assert_eq!(
         headers,
-        ["Title", "Start", "duration", "hostEmail", "invitees", "line", "status", "attempts", "http_status", "error", "tracking_id", "meeting_id", "meeting_number", "web_link"]
+        [
+            "Title",
+            "Start",
+            "duration",
+            "hostEmail",
+            "invitees",
+            "line",
+            "status",
+            "attempts",
+            "http_status",
+            "error",
+            "tracking_id",
+            "meeting_id",
+            "meeting_number",
+            "web_link"
+        ]
     );
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0][5], "2");
@@ -92,8 +132,14 @@ async fn invalid_rows_are_reported_with_line_and_column_and_never_sent() {
     ] {
         assert!(check.stderr.contains(expected), "missing `{expected}` in:\n{}", check.stderr);
     }
-    assert!(check.stderr.contains("fix: "), "every problem says how to fix it");
-    assert!(check.stdout.contains("12 rows, 2 valid, 10 invalid"), "{check:?}");
+    assert!(
+        check.stderr.contains("fix: "),
+        "every problem says how to fix it"
+    );
+    assert!(
+        check.stdout.contains("12 rows, 2 valid, 10 invalid"),
+        "{check:?}"
+    );
     assert_eq!(sim.stats().requests, 0, "validate sends nothing");
 
     let out = run(&work, &Env::sim(), &run_args(&file, &db, &base, &[])).await;
@@ -104,42 +150,93 @@ async fn invalid_rows_are_reported_with_line_and_column_and_never_sent() {
     assert_eq!(rows.len(), 10);
     let status = headers.iter().position(|h| h == "status").unwrap();
     let error = headers.iter().position(|h| h == "error").unwrap();
-    assert!(rows.iter().all(|r| r[status] == "invalid" && r[error].contains("fix:")));
+    assert!(rows
+        .iter()
+        .all(|r| r[status] == "invalid" && r[error].contains("fix:")));
 
     // --strict refuses the whole file: nothing queued.
     let strict_db = s(&work.path("strict.db"));
-    let out = run(&work, &Env::sim(), &run_args(&file, &strict_db, &base, &["--strict"])).await;
+    let out = run(
+        &work,
+        &Env::sim(),
+        &run_args(&file, &strict_db, &base, &["--strict"]),
+    )
+    .await;
     assert_eq!(out.code, 2, "{out:?}");
-    let status = run(&work, &Env::default(), &["status", "--db", &strict_db, "--json"]).await;
+    let status = run(
+        &work,
+        &Env::default(),
+        &["status", "--db", &strict_db, "--json"],
+    )
+    .await;
     assert_eq!(status.stdout.trim(), "[]");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_pauses_every_worker_with_no_early_request() {
-    let sim = start_sim(SimConfig { rate_limit: Some(15.0), retry_after_secs: 1, ..SimConfig::default() }).await;
+    let sim = start_sim(SimConfig {
+        rate_limit: Some(15.0),
+        retry_after_secs: 1,
+        ..SimConfig::default()
+    })
+    .await;
     let work = Work::new();
     let file = work.write("m.csv", &meetings_csv(60));
     let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let out = run(&work, &Env::sim(), &run_args(&file, &db, &base, &["--rate", "unlimited", "--concurrency", "16"])).await;
+    let out = run(
+        &work,
+        &Env::sim(),
+        &run_args(
+            &file,
+            &db,
+            &base,
+            &["--rate", "unlimited", "--concurrency", "16"],
+        ),
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     let stats = sim.stats();
     assert!(stats.rate_limited > 0, "the storm happened: {stats:?}");
-    assert_eq!(stats.early_requests, 0, "nobody sent inside a Retry-After window: {stats:?}");
+    assert_eq!(
+        stats.early_requests, 0,
+        "nobody sent inside a Retry-After window: {stats:?}"
+    );
     assert_each_created_once(&sim, 60);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_seen_by_many_workers_is_refreshed_once() {
     // The token the run starts with is not valid: all 64 first requests get 401 at once.
-    let sim = start_sim(SimConfig { latency: Duration::from_millis(200), rotate_refresh_tokens: true, ..SimConfig::default() }).await;
+    let sim = start_sim(SimConfig {
+        latency: Duration::from_millis(200),
+        rotate_refresh_tokens: true,
+        ..SimConfig::default()
+    })
+    .await;
     let work = Work::new();
     let file = work.write("m.csv", &meetings_csv(100));
     let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let env = Env { access_token: Some("expired-access-token".into()), ..Env::sim() };
-    let out = run(&work, &env, &run_args(&file, &db, &base, &["--rate", "unlimited", "--concurrency", "64"])).await;
+    let env = Env {
+        access_token: Some("expired-access-token".into()),
+        ..Env::sim()
+    };
+    let out = run(
+        &work,
+        &env,
+        &run_args(
+            &file,
+            &db,
+            &base,
+            &["--rate", "unlimited", "--concurrency", "64"],
+        ),
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     let stats = sim.stats();
-    assert!(stats.unauthorized >= 32, "many workers saw the 401: {stats:?}");
+    assert!(
+        stats.unauthorized >= 32,
+        "many workers saw the 401: {stats:?}"
+    );
     assert_eq!(stats.refreshes, 1, "exactly one refresh: {stats:?}");
     assert_each_created_once(&sim, 100);
     // The rotated refresh token was stored, 0600, and is not the one we started with.
@@ -148,44 +245,92 @@ async fn an_expired_token_seen_by_many_workers_is_refreshed_once() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(work.home().join("credentials.json")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(work.home().join("credentials.json"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert!(!out.all().contains("expired-access-token") && !out.all().contains("sim-refresh-token"));
+    assert!(
+        !out.all().contains("expired-access-token") && !out.all().contains("sim-refresh-token")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_refresh_token_pauses_the_run_and_resume_finishes_it() {
-    let sim = start_sim(SimConfig { token_max_requests: Some(10), ..SimConfig::default() }).await;
+    let sim = start_sim(SimConfig {
+        token_max_requests: Some(10),
+        ..SimConfig::default()
+    })
+    .await;
     let work = Work::new();
     let file = work.write("m.csv", &meetings_csv(30));
     let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let revoked = Env { refresh_token: Some("revoked-refresh-token".into()), ..Env::sim() };
+    let revoked = Env {
+        refresh_token: Some("revoked-refresh-token".into()),
+        ..Env::sim()
+    };
     let out = run(&work, &revoked, &run_args(&file, &db, &base, &["-vv"])).await;
     assert_eq!(out.code, 3, "{out:?}");
     assert!(out.stderr.contains("authentication failed"), "{out:?}");
     assert!(out.stderr.contains("--resume 1"), "{out:?}");
-    assert!(!out.all().contains("revoked-refresh-token"), "no token in any output, even at -vv");
-    assert!(!out.all().contains("sim-access-token"), "no token in any output, even at -vv");
+    assert!(
+        !out.all().contains("revoked-refresh-token"),
+        "no token in any output, even at -vv"
+    );
+    assert!(
+        !out.all().contains("sim-access-token"),
+        "no token in any output, even at -vv"
+    );
     let created = sim.stats().creates;
-    assert!(created >= 1 && created < 30, "{created}");
+    assert!((1..30).contains(&created), "{created}");
     let status = run(&work, &Env::default(), &["status", "--db", &db, "--json"]).await;
     let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(v[0]["run"]["state"], "paused");
 
     // The admin fixes the credentials and resumes.
-    let out = run(&work, &Env::sim(), &["run", "--resume", "--db", &db, "--base-url", &base, "--progress", "none"]).await;
+    let out = run(
+        &work,
+        &Env::sim(),
+        &[
+            "run",
+            "--resume",
+            "--db",
+            &db,
+            "--base-url",
+            &base,
+            "--progress",
+            "none",
+        ],
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_each_created_once(&sim, 30);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_never_create_a_meeting_twice() {
-    let sim = start_sim(SimConfig { drop_rate: 0.3, fail_rate: 0.1, seed: 7, ..SimConfig::default() }).await;
+    let sim = start_sim(SimConfig {
+        drop_rate: 0.3,
+        fail_rate: 0.1,
+        seed: 7,
+        ..SimConfig::default()
+    })
+    .await;
     let work = Work::new();
     let file = work.write("m.csv", &meetings_csv(40));
     let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let out = run(&work, &Env::sim(), &run_args(&file, &db, &base, &["--rate", "unlimited", "--max-attempts", "20"])).await;
+    let out = run(
+        &work,
+        &Env::sim(),
+        &run_args(
+            &file,
+            &db,
+            &base,
+            &["--rate", "unlimited", "--max-attempts", "20"],
+        ),
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     let stats = sim.stats();
     assert!(stats.dropped > 0, "{stats:?}");
@@ -194,11 +339,26 @@ async fn dropped_connections_never_create_a_meeting_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_resumes_and_creates_every_meeting_exactly_once() {
-    let sim = start_sim(SimConfig { latency: Duration::from_millis(30), ..SimConfig::default() }).await;
+    let sim = start_sim(SimConfig {
+        latency: Duration::from_millis(30),
+        ..SimConfig::default()
+    })
+    .await;
     let work = Work::new();
     let file = work.write("m.csv", &meetings_csv(200));
     let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let mut child = command(&work, &Env::sim(), &run_args(&file, &db, &base, &["--rate", "unlimited", "--concurrency", "16"])).spawn().unwrap();
+    let mut child = command(
+        &work,
+        &Env::sim(),
+        &run_args(
+            &file,
+            &db,
+            &base,
+            &["--rate", "unlimited", "--concurrency", "16"],
+        ),
+    )
+    .spawn()
+    .unwrap();
     wait_until(Duration::from_secs(120), || sim.stats().creates >= 40).await;
     child.start_kill().unwrap(); // SIGKILL: no chance to clean up
     let status = child.wait().await.unwrap();
@@ -206,7 +366,21 @@ async fn a_killed_run_resumes_and_creates_every_meeting_exactly_once() {
     let done_before = sim.stats().creates;
     assert!(done_before < 200, "killed mid-run");
 
-    let out = run(&work, &Env::sim(), &["run", "--resume", "--db", &db, "--base-url", &base, "--progress", "none"]).await;
+    let out = run(
+        &work,
+        &Env::sim(),
+        &[
+            "run",
+            "--resume",
+            "--db",
+            &db,
+            "--base-url",
+            &base,
+            "--progress",
+            "none",
+        ],
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_each_created_once(&sim, 200);
 }
@@ -214,22 +388,61 @@ async fn a_killed_run_resumes_and_creates_every_meeting_exactly_once() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_cleanly_with_130_and_resume_finishes() {
-    let sim = start_sim(SimConfig { latency: Duration::from_millis(20), ..SimConfig::default() }).await;
+    let sim = start_sim(SimConfig {
+        latency: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await;
     let work = Work::new();
     let file = work.write("m.csv", &meetings_csv(300));
     let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let child = command(&work, &Env::sim(), &run_args(&file, &db, &base, &["--rate", "100/s"])).spawn().unwrap();
+    let child = command(
+        &work,
+        &Env::sim(),
+        &run_args(&file, &db, &base, &["--rate", "100/s"]),
+    )
+    .spawn()
+    .unwrap();
     let pid = child.id().unwrap().to_string();
     wait_until(Duration::from_secs(120), || sim.stats().creates >= 20).await;
-    let kill = std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
     assert!(kill.success());
-    let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await.unwrap().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status = run(&work, &Env::default(), &["status", "--db", &db, "--json"]).await;
     let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(v[0]["run"]["state"], "interrupted");
-    assert_eq!(v[0]["counts"]["in_flight"], 0, "in-flight requests were let finish and recorded");
-    let out = run(&work, &Env::sim(), &["run", "--resume", "1", "--db", &db, "--base-url", &base, "--rate", "unlimited"]).await;
+    assert_eq!(
+        v[0]["counts"]["in_flight"], 0,
+        "in-flight requests were let finish and recorded"
+    );
+    let out = run(
+        &work,
+        &Env::sim(),
+        &[
+            "run",
+            "--resume",
+            "1",
+            "--db",
+            &db,
+            "--base-url",
+            &base,
+            "--rate",
+            "unlimited",
+        ],
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_each_created_once(&sim, 300);
 }
@@ -240,19 +453,32 @@ async fn the_same_file_twice_is_refused() {
     let work = Work::new();
     let file = work.write("m.csv", &meetings_csv(5));
     let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    assert_eq!(run(&work, &Env::sim(), &run_args(&file, &db, &base, &[])).await.code, 0);
+    assert_eq!(
+        run(&work, &Env::sim(), &run_args(&file, &db, &base, &[]))
+            .await
+            .code,
+        0
+    );
     let requests = sim.stats().requests;
     let out = run(&work, &Env::sim(), &run_args(&file, &db, &base, &[])).await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("already run as run 1"), "{out:?}");
     assert!(out.stderr.contains("5 succeeded"), "{out:?}");
-    assert!(out.stderr.contains("--resume") && out.stderr.contains("--new-run"), "{out:?}");
+    assert!(
+        out.stderr.contains("--resume") && out.stderr.contains("--new-run"),
+        "{out:?}"
+    );
     assert_eq!(sim.stats().requests, requests, "nothing sent");
     let status = run(&work, &Env::default(), &["status", "--db", &db, "--json"]).await;
     let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1, "nothing queued");
     // On purpose, it goes.
-    let out = run(&work, &Env::sim(), &run_args(&file, &db, &base, &["--new-run"])).await;
+    let out = run(
+        &work,
+        &Env::sim(),
+        &run_args(&file, &db, &base, &["--new-run"]),
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(sim.stats().creates, 10);
 }
@@ -263,28 +489,65 @@ async fn bad_input_is_refused_before_anything_is_queued() {
     let db = s(&work.db());
     // Plain http to a host that is not this machine.
     let file = s(&work.write("m.csv", &meetings_csv(2)));
-    let out = run(&work, &Env::sim(), &run_args(&file, &db, "http://webexapis.example.com/v1", &[])).await;
+    let out = run(
+        &work,
+        &Env::sim(),
+        &run_args(&file, &db, "http://webexapis.example.com/v1", &[]),
+    )
+    .await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("unencrypted"), "{out:?}");
     // No credentials at all.
-    let out = run(&work, &Env::default(), &run_args(&file, &db, "http://127.0.0.1:9/v1", &[])).await;
+    let out = run(
+        &work,
+        &Env::default(),
+        &run_args(&file, &db, "http://127.0.0.1:9/v1", &[]),
+    )
+    .await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("WEBEX_ACCESS_TOKEN"), "{out:?}");
     // A missing column.
     let bad = s(&work.write("bad.csv", "title,start\nx,2030-01-01T10:00:00Z\n"));
-    let out = run(&work, &Env::sim(), &run_args(&bad, &db, "http://127.0.0.1:9/v1", &[])).await;
+    let out = run(
+        &work,
+        &Env::sim(),
+        &run_args(&bad, &db, "http://127.0.0.1:9/v1", &[]),
+    )
+    .await;
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("line 1") && out.stderr.contains("hostEmail"), "{out:?}");
+    assert!(
+        out.stderr.contains("line 1") && out.stderr.contains("hostEmail"),
+        "{out:?}"
+    );
     // Not UTF-8: the first bad line is named; windows-1252 reads it.
     let latin = work.path("latin.csv");
     let mut bytes = meetings_csv(3).into_bytes();
     let pos = bytes.windows(5).rposition(|w| w == b"Row 2").unwrap();
     bytes[pos] = 0xC9; // 'É' in Windows-1252
     std::fs::write(&latin, bytes).unwrap();
-    let out = run(&work, &Env::default(), &["validate", "meetings", &s(&latin)]).await;
+    let out = run(
+        &work,
+        &Env::default(),
+        &["validate", "meetings", &s(&latin)],
+    )
+    .await;
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("line 4") && out.stderr.contains("windows-1252"), "{out:?}");
-    let out = run(&work, &Env::default(), &["validate", "meetings", &s(&latin), "--encoding", "windows-1252"]).await;
+    assert!(
+        out.stderr.contains("line 4") && out.stderr.contains("windows-1252"),
+        "{out:?}"
+    );
+    let out = run(
+        &work,
+        &Env::default(),
+        &[
+            "validate",
+            "meetings",
+            &s(&latin),
+            "--encoding",
+            "windows-1252",
+        ],
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     // Nothing was ever queued.
     let status = run(&work, &Env::default(), &["status", "--db", &db, "--json"]).await;

@@ -12,7 +12,9 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// A simulator on a free loopback port.
 pub async fn start_sim(config: SimConfig) -> SimHandle {
-    sim::start(config, "127.0.0.1:0".parse().unwrap()).await.expect("the simulator starts")
+    sim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("the simulator starts")
 }
 
 /// A folder for one test: the database, the home folder, the input files.
@@ -22,7 +24,9 @@ pub struct Work {
 
 impl Work {
     pub fn new() -> Work {
-        Work { dir: tempfile::tempdir().unwrap() }
+        Work {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -65,7 +69,11 @@ pub struct Env {
 impl Env {
     /// The simulator's built-in tokens.
     pub fn sim() -> Env {
-        Env { access_token: Some("sim-access-token".into()), refresh_token: Some("sim-refresh-token".into()), client: true }
+        Env {
+            access_token: Some("sim-access-token".into()),
+            refresh_token: Some("sim-refresh-token".into()),
+            client: true,
+        }
     }
 }
 
@@ -86,16 +94,23 @@ pub fn command(work: &Work, env: &Env, args: &[&str]) -> tokio::process::Command
         cmd.env("WEBEX_REFRESH_TOKEN", t);
     }
     if env.client {
-        cmd.env("WEBEX_CLIENT_ID", "sim-client-id").env("WEBEX_CLIENT_SECRET", "sim-client-secret");
+        cmd.env("WEBEX_CLIENT_ID", "sim-client-id")
+            .env("WEBEX_CLIENT_SECRET", "sim-client-secret");
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     cmd
 }
 
 /// Runs the binary to completion.
 pub async fn run(work: &Work, env: &Env, args: &[&str]) -> Output {
     let child = command(work, env, args).spawn().expect("the binary starts");
-    let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await.expect("the command finishes in time").unwrap();
+    let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("the command finishes in time")
+        .unwrap();
     Output {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -105,7 +120,17 @@ pub async fn run(work: &Work, env: &Env, args: &[&str]) -> Output {
 
 /// `run meetings FILE` against the simulator, with the database of `work`.
 pub fn run_args<'a>(file: &'a str, db: &'a str, base: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["run", "meetings", file, "--db", db, "--base-url", base, "--progress", "none"];
+    let mut v = vec![
+        "run",
+        "meetings",
+        file,
+        "--db",
+        db,
+        "--base-url",
+        base,
+        "--progress",
+        "none",
+    ];
     v.extend_from_slice(extra);
     v
 }
@@ -129,7 +154,10 @@ pub fn meetings_csv(n: usize) -> String {
 pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "condition not reached within {limit:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -139,7 +167,12 @@ pub fn assert_each_created_once(handle: &SimHandle, expected: usize) {
     let meetings = handle.meetings();
     let mut tags: Vec<String> = meetings
         .iter()
-        .map(|m| m["integrationTags"][0].as_str().expect("every meeting carries our tag").to_owned())
+        .map(|m| {
+            m["integrationTags"][0]
+                .as_str()
+                .expect("every meeting carries our tag")
+                .to_owned()
+        })
         .collect();
     tags.sort();
     let before = tags.len();
@@ -153,7 +186,10 @@ pub fn assert_each_created_once(handle: &SimHandle, expected: usize) {
 pub fn parse_report(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut r = csv::Reader::from_reader(text.as_bytes());
     let headers = r.headers().unwrap().iter().map(str::to_owned).collect();
-    let rows = r.records().map(|rec| rec.unwrap().iter().map(str::to_owned).collect()).collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.unwrap().iter().map(str::to_owned).collect())
+        .collect();
     (headers, rows)
 }
 
