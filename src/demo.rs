@@ -78,9 +78,9 @@ pub fn demo_sim_config() -> SimConfig {
         token_max_requests: Some(40),
         rotate_refresh_tokens: true,
         fail_rate: 0.04,
-        drop_rate: 0.04,
+        drop_rate: 0.05,
         latency: Duration::from_millis(40),
-        seed: 2026,
+        seed: 5,
         ..SimConfig::default()
     }
 }
@@ -112,7 +112,7 @@ pub async fn demo(args: DemoArgs) -> i32 {
             format!("cannot write {}: {e}", sample.display()),
         );
     }
-    eprintln!("webex-bulk demo: simulator at {} (429s above 12 requests/s, tokens that expire every 40 requests, 4% 5xx, 4% dropped connections)", handle.base_url());
+    eprintln!("webex-bulk demo: simulator at {} (429s above 12 requests/s, tokens that expire every 40 requests, 4% 5xx, 5% dropped connections)", handle.base_url());
     eprintln!(
         "webex-bulk demo: running {} at 20 requests/s with 8 in flight\n",
         sample.display()
