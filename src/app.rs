@@ -31,6 +31,8 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// The Webex API, unless told otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://webexapis.com/v1";
+/// The request rate, unless told otherwise.
+pub const DEFAULT_RATE: &str = "10/s";
 
 /// Parses the arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
@@ -420,21 +422,11 @@ async fn execute_inner(
             max_rows,
             new_run,
         } => {
-            let base = plan
-                .base_url
-                .clone()
-                .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-            check_base_url(&base).map_err(|e| fail(EXIT_USAGE, e))?;
-            // Credentials are checked before anything is queued.
+            // Everything is checked before anything is queued.
+            let options = Effective::of(&plan, &serde_json::Value::Null);
+            options.check()?;
             let _ = credentials(&plan)?;
-            let rate = plan.rate.clone().unwrap_or_else(|| "10/s".into());
-            parse_rate(&rate).map_err(|e| fail(EXIT_USAGE, e))?;
-            let options = serde_json::json!({
-                "base_url": base,
-                "concurrency": plan.concurrency.unwrap_or(8),
-                "rate": rate,
-                "max_attempts": plan.max_attempts.unwrap_or(8),
-            });
+            let options = options.to_json();
             let opts = IngestOptions {
                 encoding: *encoding,
                 strict: *strict,
@@ -516,38 +508,11 @@ async fn execute_inner(
         }
     };
 
-    let opt_str = |k: &str| {
-        stored_options
-            .get(k)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
-    let opt_u64 = |k: &str| stored_options.get(k).and_then(|v| v.as_u64());
-    let base = plan
-        .base_url
-        .clone()
-        .or_else(|| opt_str("base_url"))
-        .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-    let base = check_base_url(&base).map_err(|e| fail(EXIT_USAGE, e))?;
-    let rate = plan
-        .rate
-        .clone()
-        .or_else(|| opt_str("rate"))
-        .unwrap_or_else(|| "10/s".into());
-    let rate: Rate = parse_rate(&rate).map_err(|e| fail(EXIT_USAGE, e))?;
+    let options = Effective::of(&plan, &stored_options);
+    let (base, rate) = options.check()?;
     let settings = Settings {
-        concurrency: plan
-            .concurrency
-            .map(u64::from)
-            .or_else(|| opt_u64("concurrency"))
-            .unwrap_or(8)
-            .max(1) as usize,
-        max_attempts: plan
-            .max_attempts
-            .map(u64::from)
-            .or_else(|| opt_u64("max_attempts"))
-            .unwrap_or(8)
-            .max(1) as u32,
+        concurrency: options.concurrency,
+        max_attempts: options.max_attempts,
         ..Settings::default()
     };
 
@@ -674,6 +639,62 @@ async fn execute_inner(
         run_id: Some(run_id),
         counts,
     })
+}
+
+/// The options a run goes with: the command line's, else those the run was
+/// started with, else the defaults.
+struct Effective {
+    base_url: String,
+    rate: String,
+    concurrency: usize,
+    max_attempts: u32,
+}
+
+impl Effective {
+    fn of(plan: &RunPlan, stored: &serde_json::Value) -> Effective {
+        let text = |k: &str| stored.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let number = |k: &str| stored.get(k).and_then(|v| v.as_u64());
+        let defaults = Settings::default();
+        Effective {
+            base_url: plan
+                .base_url
+                .clone()
+                .or_else(|| text("base_url"))
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+            rate: plan
+                .rate
+                .clone()
+                .or_else(|| text("rate"))
+                .unwrap_or_else(|| DEFAULT_RATE.to_owned()),
+            concurrency: plan
+                .concurrency
+                .map(u64::from)
+                .or_else(|| number("concurrency"))
+                .map_or(defaults.concurrency, |n| n.max(1) as usize),
+            max_attempts: plan
+                .max_attempts
+                .map(u64::from)
+                .or_else(|| number("max_attempts"))
+                .map_or(defaults.max_attempts, |n| n.max(1) as u32),
+        }
+    }
+
+    /// Checks the base URL and the rate.
+    fn check(&self) -> Result<(url::Url, Rate), i32> {
+        let base = check_base_url(&self.base_url).map_err(|e| fail(EXIT_USAGE, e))?;
+        let rate = parse_rate(&self.rate).map_err(|e| fail(EXIT_USAGE, e))?;
+        Ok((base, rate))
+    }
+
+    /// As recorded with the run.
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "base_url": self.base_url,
+            "rate": self.rate,
+            "concurrency": self.concurrency,
+            "max_attempts": self.max_attempts,
+        })
+    }
 }
 
 fn credentials(plan: &RunPlan) -> Result<Credentials, i32> {

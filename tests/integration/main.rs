@@ -11,18 +11,26 @@ fn sample() -> String {
     webex_bulk::demo::rebase_dates(webex_bulk::demo::MEETINGS_SAMPLE, chrono::Utc::now()).unwrap()
 }
 
+fn column(headers: &[String], name: &str) -> usize {
+    headers
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {headers:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_run_of_the_sample_creates_every_meeting_and_reports_it() {
     let sim = start_sim(SimConfig::default()).await;
     let work = Work::new();
-    let file = work.write("meetings.csv", &sample());
-    let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let out = run(
-        &work,
-        &Env::sim(),
-        &run_args(&file, &db, &base, &["--rate", "unlimited"]),
-    )
-    .await;
+    let out = work
+        .run_meetings(
+            &sim,
+            &Env::sim(),
+            "meetings.csv",
+            &sample(),
+            &["--rate", "unlimited"],
+        )
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stdout.contains("50 succeeded, 0 failed, 0 invalid"),
@@ -30,13 +38,15 @@ async fn a_clean_run_of_the_sample_creates_every_meeting_and_reports_it() {
     );
     assert_each_created_once(&sim, 50);
 
-    let report = run(&work, &Env::default(), &["report", "--db", &db]).await;
+    let report = work.report(&[]).await;
     assert_eq!(report.code, 0, "{report:?}");
     let (headers, rows) = parse_report(&report.stdout);
     assert_eq!(rows.len(), 50);
-    let status = headers.iter().position(|h| h == "status").unwrap();
-    let id = headers.iter().position(|h| h == "meeting_id").unwrap();
-    let link = headers.iter().position(|h| h == "web_link").unwrap();
+    let (status, id, link) = (
+        column(&headers, "status"),
+        column(&headers, "meeting_id"),
+        column(&headers, "web_link"),
+    );
     let ids: std::collections::HashSet<String> = sim
         .meetings()
         .iter()
@@ -53,12 +63,7 @@ async fn a_clean_run_of_the_sample_creates_every_meeting_and_reports_it() {
 
     // Resuming a finished run sends nothing and gives the run's own code.
     let before = sim.stats().requests;
-    let again = run(
-        &work,
-        &Env::sim(),
-        &["run", "--resume", "--db", &db, "--base-url", &base],
-    )
-    .await;
+    let again = work.resume(&sim, &Env::sim(), &[]).await;
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stderr.contains("already finished"), "{again:?}");
     assert_eq!(sim.stats().requests, before);
@@ -69,17 +74,12 @@ async fn the_report_has_the_original_columns_then_the_results() {
     let sim = start_sim(SimConfig::default()).await;
     let work = Work::new();
     let text = meetings_csv(3).replace("title,start", "Title,Start");
-    let file = work.write("m.csv", &format!("{}\n", text.trim_end()));
-    let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let out = run(&work, &Env::sim(), &run_args(&file, &db, &base, &[])).await;
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "m.csv", &text, &[])
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
-    let report_path = work.path("report.csv");
-    let out = run(
-        &work,
-        &Env::default(),
-        &["report", "--db", &db, "-o", &s(&report_path)],
-    )
-    .await;
+    let report_path = s(&work.path("report.csv"));
+    let out = work.report(&["-o", &report_path]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let (headers, rows) = parse_report(&std::fs::read_to_string(&report_path).unwrap());
     assert_eq!(
@@ -102,11 +102,14 @@ async fn the_report_has_the_original_columns_then_the_results() {
         ]
     );
     assert_eq!(rows.len(), 3);
-    assert_eq!(rows[0][5], "2");
-    assert_eq!(rows[2][5], "4");
-    assert_eq!(rows[0][7], "1");
-    assert_eq!(rows[0][8], "200");
+    assert_eq!(
+        (rows[0][5].as_str(), rows[2][5].as_str()),
+        ("2", "4"),
+        "lines are the file's own"
+    );
+    assert_eq!((rows[0][7].as_str(), rows[0][8].as_str()), ("1", "200"));
     assert!(!rows[0][10].is_empty(), "every row keeps a tracking id");
+    assert_eq!(rows[0][12].len(), 9, "the meeting number");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,8 +117,7 @@ async fn invalid_rows_are_reported_with_line_and_column_and_never_sent() {
     let sim = start_sim(SimConfig::default()).await;
     let work = Work::new();
     let text = include_str!("../../samples/meetings-with-mistakes.csv");
-    let file = work.write("mistakes.csv", text);
-    let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
+    let file = s(&work.write("mistakes.csv", text));
 
     let check = run(&work, &Env::default(), &["validate", "meetings", &file]).await;
     assert_eq!(check.code, 1, "{check:?}");
@@ -142,34 +144,29 @@ async fn invalid_rows_are_reported_with_line_and_column_and_never_sent() {
     );
     assert_eq!(sim.stats().requests, 0, "validate sends nothing");
 
-    let out = run(&work, &Env::sim(), &run_args(&file, &db, &base, &[])).await;
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "mistakes.csv", text, &[])
+        .await;
     assert_eq!(out.code, 1, "{out:?}");
     assert_eq!(sim.stats().creates, 2, "only the valid rows are sent");
-    let failed = run(&work, &Env::default(), &["report", "--db", &db, "--failed"]).await;
+    let failed = work.report(&["--failed"]).await;
     let (headers, rows) = parse_report(&failed.stdout);
     assert_eq!(rows.len(), 10);
-    let status = headers.iter().position(|h| h == "status").unwrap();
-    let error = headers.iter().position(|h| h == "error").unwrap();
+    let (status, error) = (column(&headers, "status"), column(&headers, "error"));
     assert!(rows
         .iter()
         .all(|r| r[status] == "invalid" && r[error].contains("fix:")));
 
     // --strict refuses the whole file: nothing queued.
-    let strict_db = s(&work.path("strict.db"));
+    let strict_db = work.path("strict.db");
     let out = run(
         &work,
         &Env::sim(),
-        &run_args(&file, &strict_db, &base, &["--strict"]),
+        &run_args(&file, &s(&strict_db), &sim.base_url(), &["--strict"]),
     )
     .await;
     assert_eq!(out.code, 2, "{out:?}");
-    let status = run(
-        &work,
-        &Env::default(),
-        &["status", "--db", &strict_db, "--json"],
-    )
-    .await;
-    assert_eq!(status.stdout.trim(), "[]");
+    assert_eq!(work.status_of(&strict_db).await, serde_json::json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,19 +178,15 @@ async fn a_429_storm_pauses_every_worker_with_no_early_request() {
     })
     .await;
     let work = Work::new();
-    let file = work.write("m.csv", &meetings_csv(60));
-    let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let out = run(
-        &work,
-        &Env::sim(),
-        &run_args(
-            &file,
-            &db,
-            &base,
+    let out = work
+        .run_meetings(
+            &sim,
+            &Env::sim(),
+            "m.csv",
+            &meetings_csv(60),
             &["--rate", "unlimited", "--concurrency", "16"],
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let stats = sim.stats();
     assert!(stats.rate_limited > 0, "the storm happened: {stats:?}");
@@ -214,23 +207,19 @@ async fn an_expired_token_seen_by_many_workers_is_refreshed_once() {
     })
     .await;
     let work = Work::new();
-    let file = work.write("m.csv", &meetings_csv(100));
-    let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
     let env = Env {
         access_token: Some("expired-access-token".into()),
         ..Env::sim()
     };
-    let out = run(
-        &work,
-        &env,
-        &run_args(
-            &file,
-            &db,
-            &base,
+    let out = work
+        .run_meetings(
+            &sim,
+            &env,
+            "m.csv",
+            &meetings_csv(100),
             &["--rate", "unlimited", "--concurrency", "64"],
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     let stats = sim.stats();
     assert!(
@@ -240,16 +229,17 @@ async fn an_expired_token_seen_by_many_workers_is_refreshed_once() {
     assert_eq!(stats.refreshes, 1, "exactly one refresh: {stats:?}");
     assert_each_created_once(&sim, 100);
     // The rotated refresh token was stored, 0600, and is not the one we started with.
-    let stored = std::fs::read_to_string(work.home().join("credentials.json")).unwrap();
-    assert!(!stored.contains("sim-refresh-token"));
+    let path = work.home().join("credentials.json");
+    assert!(!std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("sim-refresh-token"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(work.home().join("credentials.json"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     assert!(
         !out.all().contains("expired-access-token") && !out.all().contains("sim-refresh-token")
@@ -264,46 +254,32 @@ async fn a_revoked_refresh_token_pauses_the_run_and_resume_finishes_it() {
     })
     .await;
     let work = Work::new();
-    let file = work.write("m.csv", &meetings_csv(30));
-    let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
     let revoked = Env {
         refresh_token: Some("revoked-refresh-token".into()),
         ..Env::sim()
     };
-    let out = run(&work, &revoked, &run_args(&file, &db, &base, &["-vv"])).await;
+    let out = work
+        .run_meetings(&sim, &revoked, "m.csv", &meetings_csv(30), &["-vv"])
+        .await;
     assert_eq!(out.code, 3, "{out:?}");
     assert!(out.stderr.contains("authentication failed"), "{out:?}");
     assert!(out.stderr.contains("--resume 1"), "{out:?}");
-    assert!(
-        !out.all().contains("revoked-refresh-token"),
-        "no token in any output, even at -vv"
-    );
-    assert!(
-        !out.all().contains("sim-access-token"),
-        "no token in any output, even at -vv"
-    );
+    for secret in [
+        "revoked-refresh-token",
+        "sim-access-token",
+        "sim-client-secret",
+    ] {
+        assert!(
+            !out.all().contains(secret),
+            "no token in any output, even at -vv"
+        );
+    }
     let created = sim.stats().creates;
     assert!((1..30).contains(&created), "{created}");
-    let status = run(&work, &Env::default(), &["status", "--db", &db, "--json"]).await;
-    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    assert_eq!(v[0]["run"]["state"], "paused");
+    assert_eq!(work.status().await[0]["run"]["state"], "paused");
 
     // The admin fixes the credentials and resumes.
-    let out = run(
-        &work,
-        &Env::sim(),
-        &[
-            "run",
-            "--resume",
-            "--db",
-            &db,
-            "--base-url",
-            &base,
-            "--progress",
-            "none",
-        ],
-    )
-    .await;
+    let out = work.resume(&sim, &Env::sim(), &[]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_each_created_once(&sim, 30);
 }
@@ -318,22 +294,17 @@ async fn dropped_connections_never_create_a_meeting_twice() {
     })
     .await;
     let work = Work::new();
-    let file = work.write("m.csv", &meetings_csv(40));
-    let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let out = run(
-        &work,
-        &Env::sim(),
-        &run_args(
-            &file,
-            &db,
-            &base,
+    let out = work
+        .run_meetings(
+            &sim,
+            &Env::sim(),
+            "m.csv",
+            &meetings_csv(40),
             &["--rate", "unlimited", "--max-attempts", "20"],
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
-    let stats = sim.stats();
-    assert!(stats.dropped > 0, "{stats:?}");
+    assert!(sim.stats().dropped > 0, "{:?}", sim.stats());
     assert_each_created_once(&sim, 40);
 }
 
@@ -345,43 +316,22 @@ async fn a_killed_run_resumes_and_creates_every_meeting_exactly_once() {
     })
     .await;
     let work = Work::new();
-    let file = work.write("m.csv", &meetings_csv(200));
-    let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let mut child = command(
-        &work,
-        &Env::sim(),
-        &run_args(
-            &file,
-            &db,
-            &base,
-            &["--rate", "unlimited", "--concurrency", "16"],
-        ),
-    )
-    .spawn()
-    .unwrap();
+    let mut child = work.spawn_meetings(
+        &sim,
+        &meetings_csv(200),
+        &["--rate", "unlimited", "--concurrency", "16"],
+    );
     wait_until(Duration::from_secs(120), || sim.stats().creates >= 40).await;
     child.start_kill().unwrap(); // SIGKILL: no chance to clean up
-    let status = child.wait().await.unwrap();
-    assert!(!status.success());
-    let done_before = sim.stats().creates;
-    assert!(done_before < 200, "killed mid-run");
+    assert!(!child.wait().await.unwrap().success());
+    assert!(sim.stats().creates < 200, "killed mid-run");
 
-    let out = run(
-        &work,
-        &Env::sim(),
-        &[
-            "run",
-            "--resume",
-            "--db",
-            &db,
-            "--base-url",
-            &base,
-            "--progress",
-            "none",
-        ],
-    )
-    .await;
+    let out = work.resume(&sim, &Env::sim(), &[]).await;
     assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("in flight and will be looked up"),
+        "{out:?}"
+    );
     assert_each_created_once(&sim, 200);
 }
 
@@ -394,22 +344,14 @@ async fn ctrl_c_stops_cleanly_with_130_and_resume_finishes() {
     })
     .await;
     let work = Work::new();
-    let file = work.write("m.csv", &meetings_csv(300));
-    let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
-    let child = command(
-        &work,
-        &Env::sim(),
-        &run_args(&file, &db, &base, &["--rate", "100/s"]),
-    )
-    .spawn()
-    .unwrap();
+    let child = work.spawn_meetings(&sim, &meetings_csv(300), &["--rate", "100/s"]);
     let pid = child.id().unwrap().to_string();
     wait_until(Duration::from_secs(120), || sim.stats().creates >= 20).await;
-    let kill = std::process::Command::new("kill")
+    assert!(std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
-        .unwrap();
-    assert!(kill.success());
+        .unwrap()
+        .success());
     let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
         .await
         .unwrap()
@@ -420,29 +362,15 @@ async fn ctrl_c_stops_cleanly_with_130_and_resume_finishes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let status = run(&work, &Env::default(), &["status", "--db", &db, "--json"]).await;
-    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    assert_eq!(v[0]["run"]["state"], "interrupted");
+    let status = work.status().await;
+    assert_eq!(status[0]["run"]["state"], "interrupted");
     assert_eq!(
-        v[0]["counts"]["in_flight"], 0,
+        status[0]["counts"]["in_flight"], 0,
         "in-flight requests were let finish and recorded"
     );
-    let out = run(
-        &work,
-        &Env::sim(),
-        &[
-            "run",
-            "--resume",
-            "1",
-            "--db",
-            &db,
-            "--base-url",
-            &base,
-            "--rate",
-            "unlimited",
-        ],
-    )
-    .await;
+    let out = work
+        .resume(&sim, &Env::sim(), &["--rate", "unlimited"])
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_each_created_once(&sim, 300);
 }
@@ -451,16 +379,18 @@ async fn ctrl_c_stops_cleanly_with_130_and_resume_finishes() {
 async fn the_same_file_twice_is_refused() {
     let sim = start_sim(SimConfig::default()).await;
     let work = Work::new();
-    let file = work.write("m.csv", &meetings_csv(5));
-    let (file, db, base) = (s(&file), s(&work.db()), sim.base_url());
+    let text = meetings_csv(5);
     assert_eq!(
-        run(&work, &Env::sim(), &run_args(&file, &db, &base, &[]))
+        work.run_meetings(&sim, &Env::sim(), "m.csv", &text, &[])
             .await
             .code,
         0
     );
     let requests = sim.stats().requests;
-    let out = run(&work, &Env::sim(), &run_args(&file, &db, &base, &[])).await;
+    // Even under another name: it is the content that counts.
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "copy of m.csv", &text, &[])
+        .await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("already run as run 1"), "{out:?}");
     assert!(out.stderr.contains("5 succeeded"), "{out:?}");
@@ -469,16 +399,15 @@ async fn the_same_file_twice_is_refused() {
         "{out:?}"
     );
     assert_eq!(sim.stats().requests, requests, "nothing sent");
-    let status = run(&work, &Env::default(), &["status", "--db", &db, "--json"]).await;
-    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 1, "nothing queued");
+    assert_eq!(
+        work.status().await.as_array().unwrap().len(),
+        1,
+        "nothing queued"
+    );
     // On purpose, it goes.
-    let out = run(
-        &work,
-        &Env::sim(),
-        &run_args(&file, &db, &base, &["--new-run"]),
-    )
-    .await;
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "m.csv", &text, &["--new-run"])
+        .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(sim.stats().creates, 10);
 }
@@ -519,6 +448,15 @@ async fn bad_input_is_refused_before_anything_is_queued() {
         out.stderr.contains("line 1") && out.stderr.contains("hostEmail"),
         "{out:?}"
     );
+    // More rows than --max-rows.
+    let out = run(
+        &work,
+        &Env::sim(),
+        &run_args(&file, &db, "http://127.0.0.1:9/v1", &["--max-rows", "1"]),
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("more than 1 rows"), "{out:?}");
     // Not UTF-8: the first bad line is named; windows-1252 reads it.
     let latin = work.path("latin.csv");
     let mut bytes = meetings_csv(3).into_bytes();
@@ -550,6 +488,5 @@ async fn bad_input_is_refused_before_anything_is_queued() {
     .await;
     assert_eq!(out.code, 0, "{out:?}");
     // Nothing was ever queued.
-    let status = run(&work, &Env::default(), &["status", "--db", &db, "--json"]).await;
-    assert_eq!(status.stdout.trim(), "[]", "{status:?}");
+    assert_eq!(work.status().await, serde_json::json!([]));
 }

@@ -196,3 +196,70 @@ pub fn parse_report(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
 pub fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
+
+impl Work {
+    /// `run meetings` on `text` (written to `name`) against `sim`, with this work's database.
+    pub async fn run_meetings(
+        &self,
+        sim: &SimHandle,
+        env: &Env,
+        name: &str,
+        text: &str,
+        extra: &[&str],
+    ) -> Output {
+        let file = s(&self.write(name, text));
+        let (db, base) = (s(&self.db()), sim.base_url());
+        run(self, env, &run_args(&file, &db, &base, extra)).await
+    }
+
+    /// `run meetings` as a child process left running (to be killed).
+    pub fn spawn_meetings(
+        &self,
+        sim: &SimHandle,
+        text: &str,
+        extra: &[&str],
+    ) -> tokio::process::Child {
+        let file = s(&self.write("m.csv", text));
+        let (db, base) = (s(&self.db()), sim.base_url());
+        command(self, &Env::sim(), &run_args(&file, &db, &base, extra))
+            .spawn()
+            .expect("the binary starts")
+    }
+
+    /// `run --resume [extra]` against `sim`.
+    pub async fn resume(&self, sim: &SimHandle, env: &Env, extra: &[&str]) -> Output {
+        let (db, base) = (s(&self.db()), sim.base_url());
+        let mut args = vec![
+            "run",
+            "--resume",
+            "--db",
+            &db,
+            "--base-url",
+            &base,
+            "--progress",
+            "none",
+        ];
+        args.extend_from_slice(extra);
+        run(self, env, &args).await
+    }
+
+    /// `status --json`, parsed.
+    pub async fn status(&self) -> serde_json::Value {
+        self.status_of(&self.db()).await
+    }
+
+    /// `status --json` of another database, parsed.
+    pub async fn status_of(&self, db: &Path) -> serde_json::Value {
+        let out = run(self, &Env::default(), &["status", "--db", &s(db), "--json"]).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        serde_json::from_str(&out.stdout).expect("status --json prints JSON")
+    }
+
+    /// `report [extra]` of this work's database.
+    pub async fn report(&self, extra: &[&str]) -> Output {
+        let db = s(&self.db());
+        let mut args = vec!["report", "--db", &db];
+        args.extend_from_slice(extra);
+        run(self, &Env::default(), &args).await
+    }
+}
