@@ -414,6 +414,7 @@ async fn execute_inner(
 
     // The run: a new one from a file, or one to continue.
     let stored_options;
+    let creds;
     let run_id = match &plan.source {
         Source::File {
             path,
@@ -425,7 +426,7 @@ async fn execute_inner(
             // Everything is checked before anything is queued.
             let options = Effective::of(&plan, &serde_json::Value::Null);
             options.check()?;
-            let _ = credentials(&plan)?;
+            creds = credentials(&plan)?;
             let options = options.to_json();
             let opts = IngestOptions {
                 encoding: *encoding,
@@ -488,7 +489,7 @@ async fn execute_inner(
                     counts,
                 });
             }
-            let _ = credentials(&plan)?;
+            creds = credentials(&plan)?;
             let reopened = store
                 .prepare_resume(info.id, *retry_failed)
                 .map_err(|e| fail(EXIT_USAGE, e))?;
@@ -518,7 +519,6 @@ async fn execute_inner(
 
     let counts = store.counts(run_id).map_err(|e| fail(EXIT_USAGE, e))?;
     let client = Client::new(base, plan.timeout);
-    let creds = credentials(&plan)?;
     let tokens = Arc::new(TokenManager::new(
         creds,
         client.clone(),
