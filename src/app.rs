@@ -52,6 +52,7 @@ pub fn main() -> i32 {
         Command::Run(args) => with_runtime(|| run(args)),
         Command::Sim(args) => with_runtime(|| sim(args)),
         Command::Demo(args) => with_runtime(|| crate::demo::demo(args)),
+        Command::Auth(command) => with_runtime(|| crate::authcmd::auth(command)),
     }
 }
 

@@ -21,7 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::webex::{Client, GrantError};
+use crate::webex::{Client, GrantError, TokenGrant};
 
 /// The environment variable naming the tool's home folder.
 pub const HOME_ENV: &str = "WEBEX_BULK_HOME";
@@ -64,21 +64,51 @@ impl EnvCredentials {
     }
 }
 
-/// Tokens kept in the credential store for one profile.
-#[derive(Clone, Default, Serialize, Deserialize)]
+/// Tokens (and, for service apps and integrations, the client) kept in the
+/// credential store for one profile. Secrets are `SecretString`: their
+/// `Debug` shows `[REDACTED]`; only the file serializer sees them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StoredTokens {
-    /// The newest access token.
+    /// How the profile was set up: `service-app`, `integration`, or absent
+    /// (tokens a run refreshed from environment variables).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<String>,
+    pub kind: Option<String>,
+    /// The OAuth client id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The OAuth client secret (needed for every refresh).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_opt"
+    )]
+    pub client_secret: Option<SecretString>,
+    /// The newest access token.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_opt"
+    )]
+    pub access_token: Option<SecretString>,
+    /// When it was issued (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_issued_at: Option<i64>,
     /// When it expires (Unix seconds), as the token endpoint said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_expires_at: Option<i64>,
     /// The newest refresh token (it may rotate on every refresh).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_opt"
+    )]
+    pub refresh_token: Option<SecretString>,
     /// When it expires (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_expires_at: Option<i64>,
+    /// The scopes the token endpoint granted, space-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
     /// SHA-256 of the environment refresh token this chain descends from:
     /// while the environment still holds that one, the stored tokens win.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,21 +118,10 @@ pub struct StoredTokens {
     pub updated_at: String,
 }
 
-impl std::fmt::Debug for StoredTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredTokens")
-            .field(
-                "access_token",
-                &self.access_token.as_ref().map(|_| "[REDACTED]"),
-            )
-            .field("access_expires_at", &self.access_expires_at)
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
-            )
-            .field("refresh_expires_at", &self.refresh_expires_at)
-            .field("updated_at", &self.updated_at)
-            .finish()
+fn expose_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(secret) => s.serialize_some(secret.expose_secret()),
+        None => s.serialize_none(),
     }
 }
 
@@ -181,14 +200,45 @@ impl CredentialStore {
         Ok(self.read()?.profiles.remove(profile))
     }
 
-    /// Replaces the tokens of `profile`, durably: the file is written to a
-    /// temporary file (mode 0600), flushed to disk, then renamed over the old one.
+    /// Replaces the tokens of `profile`, durably (see [`CredentialStore::write`]).
     pub fn save(&self, profile: &str, tokens: StoredTokens) -> Result<(), AuthError> {
         let mut file = self.read()?;
         file.profiles.insert(profile.to_owned(), tokens);
+        self.write(&file)
+    }
+
+    /// Changes the entry of `profile` (created empty if missing), durably.
+    pub fn update(
+        &self,
+        profile: &str,
+        change: impl FnOnce(&mut StoredTokens),
+    ) -> Result<(), AuthError> {
+        let mut file = self.read()?;
+        change(file.profiles.entry(profile.to_owned()).or_default());
+        self.write(&file)
+    }
+
+    /// Forgets `profile`. Returns whether it existed.
+    pub fn remove(&self, profile: &str) -> Result<bool, AuthError> {
+        let mut file = self.read()?;
+        let existed = file.profiles.remove(profile).is_some();
+        if existed {
+            self.write(&file)?;
+        }
+        Ok(existed)
+    }
+
+    /// The names of the stored profiles.
+    pub fn profiles(&self) -> Result<Vec<String>, AuthError> {
+        Ok(self.read()?.profiles.into_keys().collect())
+    }
+
+    /// Writes the whole file: a temporary file (mode 0600) in the same
+    /// folder, flushed to disk, then renamed over the old one.
+    fn write(&self, file: &CredentialFile) -> Result<(), AuthError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         create_private_dir(dir).map_err(|e| self.err(e))?;
-        let bytes = serde_json::to_vec_pretty(&file).expect("serializable");
+        let bytes = serde_json::to_vec_pretty(file).expect("serializable");
         let tmp = dir.join(format!(
             ".credentials.{}.tmp",
             uuid::Uuid::new_v4().simple()
@@ -251,8 +301,13 @@ pub fn fingerprint(secret: &SecretString) -> String {
 }
 
 /// The credentials a run will use.
+#[derive(Default)]
 pub struct Credentials {
     pub access_token: Option<SecretString>,
+    /// When the access token was issued and expires (Unix seconds), if known:
+    /// the manager refreshes it before it runs out.
+    pub access_issued_at: Option<i64>,
+    pub access_expires_at: Option<i64>,
     pub refresh_token: Option<SecretString>,
     pub client_id: Option<String>,
     pub client_secret: Option<SecretString>,
@@ -269,46 +324,84 @@ pub struct Credentials {
 ///   environment wins.
 /// - The environment holds no refresh token: its access token (if any) wins,
 ///   and the stored refresh token (if any) is kept for refreshing.
+///
+/// The client id and secret come from the environment when set, else from the
+/// profile (`auth service-app` and `auth login` store them).
 pub fn resolve(env: EnvCredentials, stored: Option<StoredTokens>) -> Credentials {
-    let client_id = env.client_id;
-    let client_secret = env.client_secret;
-    match (env.refresh_token, stored) {
-        (Some(env_rt), Some(st))
-            if st.seeded_from.as_deref() == Some(fingerprint(&env_rt).as_str()) =>
-        {
-            Credentials {
-                access_token: st.access_token.map(SecretString::from).or(env.access_token),
-                refresh_token: st.refresh_token.map(SecretString::from).or(Some(env_rt)),
-                client_id,
-                client_secret,
-                seeded_from: st.seeded_from,
+    let stored = stored.unwrap_or_default();
+    let client_id = env.client_id.or(stored.client_id.clone());
+    let client_secret = env.client_secret.or(stored.client_secret.clone());
+    let descends = match &env.refresh_token {
+        Some(rt) => stored.seeded_from.as_deref() == Some(fingerprint(rt).as_str()),
+        None => false,
+    };
+    let stored_access = |st: &StoredTokens| {
+        (
+            st.access_token.clone(),
+            st.access_issued_at,
+            st.access_expires_at,
+        )
+    };
+    let ((access_token, access_issued_at, access_expires_at), refresh_token, seeded_from) =
+        match env.refresh_token {
+            Some(env_rt) if descends => {
+                let access = if stored.access_token.is_some() {
+                    stored_access(&stored)
+                } else {
+                    (env.access_token, None, None)
+                };
+                (
+                    access,
+                    stored.refresh_token.clone().or(Some(env_rt)),
+                    stored.seeded_from.clone(),
+                )
             }
-        }
-        (Some(env_rt), _) => Credentials {
-            seeded_from: Some(fingerprint(&env_rt)),
-            access_token: env.access_token,
-            refresh_token: Some(env_rt),
-            client_id,
-            client_secret,
-        },
-        (None, stored) => {
-            let stored = stored.unwrap_or_default();
-            Credentials {
-                access_token: env
-                    .access_token
-                    .or(stored.access_token.map(SecretString::from)),
-                refresh_token: stored.refresh_token.map(SecretString::from),
-                client_id,
-                client_secret,
-                seeded_from: stored.seeded_from,
+            Some(env_rt) => {
+                let seed = Some(fingerprint(&env_rt));
+                ((env.access_token, None, None), Some(env_rt), seed)
             }
-        }
+            None => {
+                let access = match env.access_token {
+                    Some(t) => (Some(t), None, None),
+                    None => stored_access(&stored),
+                };
+                (
+                    access,
+                    stored.refresh_token.clone(),
+                    stored.seeded_from.clone(),
+                )
+            }
+        };
+    Credentials {
+        access_token,
+        access_issued_at,
+        access_expires_at,
+        refresh_token,
+        client_id,
+        client_secret,
+        seeded_from,
     }
+}
+
+/// Whether an access token should be refreshed now, before it runs out
+/// (pure). The margin is 5 minutes or a tenth of the token's lifetime,
+/// whichever is smaller, so a 14-day token is refreshed 5 minutes before its
+/// end and a 90-second test token 9 seconds before, not on every request.
+pub fn needs_refresh(now: i64, issued_at: Option<i64>, expires_at: Option<i64>) -> bool {
+    let Some(expires) = expires_at else {
+        return false;
+    };
+    let lifetime = issued_at.map(|i| (expires - i).max(0)).unwrap_or(3000);
+    let margin = (lifetime / 10).min(300);
+    now >= expires - margin
 }
 
 struct TokenState {
     /// The access token requests use now.
     access: Option<SecretString>,
+    /// When it was issued and expires (Unix seconds), if known.
+    issued_at: Option<i64>,
+    expires_at: Option<i64>,
     /// Bumped by every successful refresh; a worker that saw a 401 with
     /// generation N asks for a refresh "after N", so a refresh that already
     /// happened is not repeated.
@@ -345,6 +438,8 @@ impl TokenManager {
         TokenManager {
             state: Mutex::new(TokenState {
                 access: creds.access_token,
+                issued_at: creds.access_issued_at,
+                expires_at: creds.access_expires_at,
                 generation: 0,
                 refresh: creds.refresh_token,
                 refused: None,
@@ -360,26 +455,39 @@ impl TokenManager {
         }
     }
 
-    /// Whether there is anything to authenticate with at all.
-    pub fn has_credentials(&self) -> bool {
-        let st = self.state.lock().expect("token state");
-        st.access.is_some()
-            || (st.refresh.is_some() && self.client_id.is_some() && self.client_secret.is_some())
-    }
-
-    /// The current access token and its generation.
+    /// The current access token and its generation, as is.
     pub fn current(&self) -> Option<(SecretString, u64)> {
         let st = self.state.lock().expect("token state");
         st.access.clone().map(|t| (t, st.generation))
     }
 
-    /// Refreshes since a start without an access token.
-    pub async fn ensure(&self) -> Result<(SecretString, u64), AuthError> {
-        if let Some(t) = self.current() {
-            return Ok(t);
+    /// The access token to send now: refreshed first (in the shared single
+    /// flight) when it is about to expire, so a long run never sends a token
+    /// that dies on the way. A proactive refresh that fails is not fatal: the
+    /// current token is still good for a while, and a 401 decides.
+    pub async fn fresh(&self) -> Option<(SecretString, u64)> {
+        let due = {
+            let st = self.state.lock().expect("token state");
+            let can = st.refused.is_none() && st.refresh.is_some() && self.client_secret.is_some();
+            can.then_some(st.generation).filter(|_| {
+                needs_refresh(chrono::Utc::now().timestamp(), st.issued_at, st.expires_at)
+            })
+        };
+        if let Some(generation) = due {
+            if let Err(e) = self.refresh_after(generation).await {
+                tracing::warn!("could not refresh the access token before it expires: {e}");
+            }
         }
-        self.refresh_after(0).await?;
-        self.current().ok_or(AuthError::Missing)
+        self.current()
+    }
+
+    /// A token at the start of a run: refreshed when there is none or it is
+    /// about to expire.
+    pub async fn ensure(&self) -> Result<(SecretString, u64), AuthError> {
+        if self.current().is_none() {
+            self.refresh_after(0).await?;
+        }
+        self.fresh().await.ok_or(AuthError::Missing)
     }
 
     /// How many refreshes this manager performed.
@@ -406,7 +514,7 @@ impl TokenManager {
             self.client_id.as_deref(),
             self.client_secret.as_ref(),
         ) else {
-            let why = "set WEBEX_REFRESH_TOKEN, WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET, or a fresh WEBEX_ACCESS_TOKEN";
+            let why = "set WEBEX_REFRESH_TOKEN, WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET (or run `webex-bulk auth service-app`), or a fresh WEBEX_ACCESS_TOKEN";
             self.state.lock().expect("token state").refused = Some(why.to_owned());
             return Err(AuthError::CannotRefresh(why));
         };
@@ -418,31 +526,44 @@ impl TokenManager {
             }
             Err(GrantError::Unavailable(e)) => return Err(AuthError::Unavailable(e.to_string())),
         };
-        let now = chrono::Utc::now();
+        let now = chrono::Utc::now().timestamp();
         let new_refresh = grant.refresh_token.clone().unwrap_or(refresh);
         // Durable before use: a crash right after this line still has the
         // (possibly rotated) refresh token.
-        self.store.save(
-            &self.profile,
-            StoredTokens {
-                access_token: Some(grant.access_token.expose_secret().to_owned()),
-                access_expires_at: grant.expires_in.map(|s| now.timestamp() + s as i64),
-                refresh_token: Some(new_refresh.expose_secret().to_owned()),
-                refresh_expires_at: grant
-                    .refresh_token_expires_in
-                    .map(|s| now.timestamp() + s as i64),
-                seeded_from: self.seeded_from.clone(),
-                updated_at: now.to_rfc3339(),
-            },
-        )?;
+        self.store.update(&self.profile, |entry| {
+            apply_grant(entry, &grant, &new_refresh, now);
+            entry.seeded_from = self.seeded_from.clone();
+            if entry.client_id.is_none() {
+                entry.client_id = self.client_id.clone();
+            }
+        })?;
         let mut st = self.state.lock().expect("token state");
         st.access = Some(grant.access_token);
+        st.issued_at = Some(now);
+        st.expires_at = grant.expires_in.map(|s| now + s as i64);
         st.refresh = Some(new_refresh);
         st.generation += 1;
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         tracing::info!(generation = st.generation, "access token refreshed");
         Ok(())
     }
+}
+
+/// Records a token grant in a profile entry.
+pub fn apply_grant(entry: &mut StoredTokens, grant: &TokenGrant, refresh: &SecretString, now: i64) {
+    entry.access_token = Some(grant.access_token.clone());
+    entry.access_issued_at = Some(now);
+    entry.access_expires_at = grant.expires_in.map(|s| now + s as i64);
+    entry.refresh_token = Some(refresh.clone());
+    if let Some(s) = grant.refresh_token_expires_in {
+        entry.refresh_expires_at = Some(now + s as i64);
+    }
+    if let Some(scope) = &grant.scope {
+        entry.scopes = Some(scope.clone());
+    }
+    entry.updated_at = chrono::DateTime::from_timestamp(now, 0)
+        .unwrap_or_default()
+        .to_rfc3339();
 }
 
 #[cfg(test)]
@@ -506,6 +627,32 @@ mod tests {
         assert_eq!(pair(&c), (None, None));
     }
 
+    #[test]
+    fn the_client_comes_from_the_environment_else_the_profile() {
+        let mut st = stored("AT1", "RT1", None);
+        st.client_id = Some("stored-id".into());
+        st.client_secret = Some("stored-secret".into());
+        let c = resolve(EnvCredentials::default(), Some(st.clone()));
+        assert_eq!(c.client_id.as_deref(), Some("stored-id"));
+        assert_eq!(c.client_secret.unwrap().expose_secret(), "stored-secret");
+        let c = resolve(env(None, None), Some(st));
+        assert_eq!(c.client_id.as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn proactive_refresh_margin() {
+        // A 14-day token: 5 minutes before the end, not earlier.
+        let (issued, expires) = (0, 14 * 86_400);
+        assert!(!needs_refresh(expires - 301, Some(issued), Some(expires)));
+        assert!(needs_refresh(expires - 300, Some(issued), Some(expires)));
+        // A 90-second token: 9 seconds before the end, so not on every request.
+        assert!(!needs_refresh(10, Some(0), Some(90)));
+        assert!(!needs_refresh(80, Some(0), Some(90)));
+        assert!(needs_refresh(81, Some(0), Some(90)));
+        // Unknown expiry: never proactively.
+        assert!(!needs_refresh(i64::MAX, Some(0), None));
+    }
+
     #[cfg(unix)]
     #[test]
     fn the_store_is_private_and_atomic() {
@@ -522,26 +669,26 @@ mod tests {
             fs::metadata(&home).unwrap().permissions().mode() & 0o777,
             0o700
         );
+        let get = |p: &str| store.load(p).unwrap().unwrap();
+        assert_eq!(get("default").access_token.unwrap().expose_secret(), "AT1");
+        assert_eq!(get("other").refresh_token.unwrap().expose_secret(), "RT2");
+        store
+            .update("other", |e| e.scopes = Some("spark:all".into()))
+            .unwrap();
         assert_eq!(
-            store
-                .load("default")
-                .unwrap()
-                .unwrap()
-                .access_token
-                .as_deref(),
-            Some("AT1")
+            get("other").refresh_token.unwrap().expose_secret(),
+            "RT2",
+            "update keeps the rest"
         );
-        assert_eq!(
-            store
-                .load("other")
-                .unwrap()
-                .unwrap()
-                .refresh_token
-                .as_deref(),
-            Some("RT2")
-        );
+        assert!(store.remove("other").unwrap());
+        assert!(!store.remove("other").unwrap());
+        assert_eq!(store.profiles().unwrap(), vec!["default".to_string()]);
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(&home).unwrap().count(), 1);
-        assert!(!format!("{:?}", store.load("default").unwrap()).contains("AT1"));
+        let debug = format!("{:?}", store.load("default").unwrap());
+        assert!(
+            !debug.contains("AT1") && debug.contains("REDACTED"),
+            "{debug}"
+        );
     }
 }

@@ -42,6 +42,79 @@ pub enum Command {
     Sim(SimArgs),
     /// Run the meetings sample against the bundled simulator, with faults, and show the result.
     Demo(DemoArgs),
+    /// Set up, check and forget credentials (service app, OAuth login).
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+/// `webex-bulk auth ...`
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Store a service app's credentials: the client secret and refresh token
+    /// are read from WEBEX_CLIENT_SECRET / WEBEX_REFRESH_TOKEN or a hidden prompt.
+    ServiceApp(ServiceAppArgs),
+    /// Authorize an integration in the browser (OAuth code flow with PKCE)
+    /// and store its tokens; the client secret comes from WEBEX_CLIENT_SECRET or a hidden prompt.
+    Login(LoginArgs),
+    /// Whom the stored token belongs to, its scopes and expiry, and warnings.
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the stored tokens of a profile.
+    Logout {
+        /// The profile to forget.
+        #[arg(long, default_value = "default", value_name = "NAME")]
+        profile: String,
+    },
+}
+
+/// Which profile, against which API.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// The credential profile.
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    pub profile: String,
+    /// The Webex API base URL (plain http only to this machine).
+    #[arg(long, env = "WEBEX_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceAppArgs {
+    /// The service app's client id (Developer Portal).
+    #[arg(long, value_name = "ID")]
+    pub client_id: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The integration's client id (Developer Portal).
+    #[arg(long, value_name = "ID")]
+    pub client_id: String,
+    /// The scopes to ask for, space-separated.
+    #[arg(
+        long,
+        value_name = "SCOPES",
+        default_value = "spark:kms meeting:admin_schedule_write meeting:admin_schedule_read spark-admin:people_read spark-admin:people_write spark-admin:licenses_read"
+    )]
+    pub scopes: String,
+    /// The local port of the redirect URI http://localhost:PORT/callback (as registered for the integration).
+    #[arg(long, default_value_t = 8765)]
+    pub port: u16,
+    /// Seconds to wait for the browser.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub timeout: u64,
+    /// Only print the address; do not try to open a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// The database option shared by several commands.

@@ -288,7 +288,7 @@ async fn meeting(
         // The lookup used the dispatcher's turn; the create needs its own.
         s.limiter.until_ready().await;
     }
-    let Some((token, generation)) = s.tokens.current() else {
+    let Some((token, generation)) = s.tokens.fresh().await else {
         return auth_outcome(s, row, 0, Some(401), "no access token".into(), None).await;
     };
     s.pause.wait().await;
@@ -338,7 +338,7 @@ async fn lookup(
     tag: &str,
     log: &mut Vec<Attempt>,
 ) -> Step<Option<Created>> {
-    let Some((token, generation)) = s.tokens.current() else {
+    let Some((token, generation)) = s.tokens.fresh().await else {
         return Step::Outcome(
             auth_outcome(s, row, 0, Some(401), "no access token".into(), None).await,
         );

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod authcmd;
 pub mod cli;
 pub mod csvin;
 pub mod demo;

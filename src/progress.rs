@@ -219,6 +219,19 @@ pub fn humanize(d: Duration) -> String {
     }
 }
 
+/// `13 days 23 h`, `4 h 10 min`, `12 min`: for lifetimes.
+pub fn humanize_long(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, mins) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);
+    if days > 0 {
+        format!("{days} days {hours} h")
+    } else if hours > 0 {
+        format!("{hours} h {mins} min")
+    } else {
+        format!("{} min", mins.max(1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +241,10 @@ mod tests {
         assert_eq!(humanize(Duration::from_secs(12)), "12s");
         assert_eq!(humanize(Duration::from_secs(185)), "3m05s");
         assert_eq!(humanize(Duration::from_secs(3720)), "1h02m");
+        assert_eq!(
+            humanize_long(Duration::from_secs(14 * 86_400 - 3600)),
+            "13 days 23 h"
+        );
+        assert_eq!(humanize_long(Duration::from_secs(15_000)), "4 h 10 min");
     }
 }

@@ -172,6 +172,9 @@ pub struct TokenGrant {
     pub refresh_token: Option<SecretString>,
     #[serde(default)]
     pub refresh_token_expires_in: Option<u64>,
+    /// The granted scopes, space-separated.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 impl std::fmt::Debug for TokenGrant {
@@ -184,6 +187,7 @@ impl std::fmt::Debug for TokenGrant {
                 &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
             )
             .field("refresh_token_expires_in", &self.refresh_token_expires_in)
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -372,13 +376,37 @@ impl Client {
         client_secret: &SecretString,
         refresh_token: &SecretString,
     ) -> Result<TokenGrant, GrantError> {
-        let form = [
+        self.grant(&[
             ("grant_type", "refresh_token"),
             ("client_id", client_id),
             ("client_secret", client_secret.expose_secret()),
             ("refresh_token", refresh_token.expose_secret()),
-        ];
-        let req = self.http.post(self.url("access_token")).form(&form);
+        ])
+        .await
+    }
+
+    /// `POST /access_token` with the authorization-code grant and the PKCE verifier.
+    pub async fn code_grant(
+        &self,
+        client_id: &str,
+        client_secret: &SecretString,
+        code: &SecretString,
+        redirect_uri: &str,
+        code_verifier: &SecretString,
+    ) -> Result<TokenGrant, GrantError> {
+        self.grant(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("client_secret", client_secret.expose_secret()),
+            ("code", code.expose_secret()),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", code_verifier.expose_secret()),
+        ])
+        .await
+    }
+
+    async fn grant(&self, form: &[(&str, &str)]) -> Result<TokenGrant, GrantError> {
+        let req = self.http.post(self.url("access_token")).form(form);
         match self.send::<TokenGrant>(req, &new_tracking_id()).await {
             Ok(a) => Ok(a.value),
             Err(e @ ApiError::Status { status, .. })
@@ -389,6 +417,92 @@ impl Client {
             Err(e) => Err(GrantError::Unavailable(e)),
         }
     }
+
+    /// `GET /people/me`: whom the token belongs to.
+    pub async fn me(&self, token: &SecretString) -> Result<Answer<Person>, ApiError> {
+        let req = self
+            .http
+            .get(self.url("people/me"))
+            .header(AUTHORIZATION, bearer(token));
+        self.send(req, &new_tracking_id()).await
+    }
+
+    /// The browser consent URL: `{base}/authorize?client_id=..&response_type=code&redirect_uri=..&scope=..&state=..&code_challenge=..&code_challenge_method=S256`.
+    pub fn authorize_url(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        scopes: &str,
+        state: &str,
+        code_challenge: &str,
+    ) -> Url {
+        let mut url = self.url("authorize");
+        url.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", scopes)
+            .append_pair("state", state)
+            .append_pair("code_challenge", code_challenge)
+            .append_pair("code_challenge_method", "S256");
+        url
+    }
+}
+
+/// A person, as `GET /people/me` describes them (the fields we show).
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Person {
+    pub id: String,
+    #[serde(default)]
+    pub emails: Vec<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub org_id: Option<String>,
+}
+
+/// The query of the one browser redirect an OAuth login waits for.
+pub type CallbackQuery = std::collections::HashMap<String, String>;
+
+/// Serves `GET /callback` on `listener` until the first such request (or
+/// `timeout`), answers the browser with a short page, and returns the
+/// redirect's query. The listener is closed when this returns.
+pub async fn receive_callback(
+    listener: tokio::net::TcpListener,
+    timeout: Duration,
+) -> Option<CallbackQuery> {
+    use axum::extract::{Query, State};
+    use axum::response::Html;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<CallbackQuery>(1);
+    let page = |Query(q): Query<CallbackQuery>,
+                State(tx): State<tokio::sync::mpsc::Sender<CallbackQuery>>| async move {
+        let ok = q.contains_key("code");
+        let _ = tx.try_send(q);
+        Html(if ok {
+            "<html><body><h3>webex-bulk: authorization received.</h3><p>You can close this window and return to the terminal.</p></body></html>"
+        } else {
+            "<html><body><h3>webex-bulk: authorization was not granted.</h3><p>See the terminal for details.</p></body></html>"
+        })
+    };
+    let app = axum::Router::new()
+        .route("/callback", axum::routing::get(page))
+        .with_state(tx);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+    let got = tokio::time::timeout(timeout, rx.recv())
+        .await
+        .ok()
+        .flatten();
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    got
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -566,6 +680,7 @@ mod tests {
             expires_in: Some(1),
             refresh_token: Some("RT-secret".into()),
             refresh_token_expires_in: None,
+            scope: None,
         };
         let s = format!("{g:?}");
         assert!(!s.contains("secret"), "{s}");

@@ -1,4 +1,5 @@
-//! Access and refresh tokens, and the OAuth token endpoint `POST /v1/access_token`.
+//! Access and refresh tokens, and the OAuth token endpoint `POST /v1/access_token`
+//! (refresh-token and authorization-code grants).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,12 +14,10 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::authorize::{redeem_code, CodeRequest};
 use super::errors::TrackingId;
 use super::state::SimState;
 use super::SimConfig;
-
-/// Lifetime reported for refresh tokens (90 days), as Webex integrations get.
-const REFRESH_TOKEN_EXPIRES_IN: u64 = 90 * 24 * 3600;
 
 /// Book-keeping for one access token.
 #[derive(Debug)]
@@ -42,7 +41,7 @@ pub(crate) struct TokenStore {
     max_requests: Option<u64>,
 }
 
-/// A fresh token pair handed out by a refresh.
+/// A fresh token pair handed out by a grant.
 #[derive(Debug)]
 pub(crate) struct Grant {
     /// The new access token.
@@ -111,6 +110,24 @@ impl TokenStore {
         } else {
             refresh_token.to_owned()
         };
+        Some(Grant {
+            access_token: self.new_access(now),
+            refresh_token,
+        })
+    }
+
+    /// Issues a new access token and a new refresh token (an authorization-code grant).
+    pub(crate) fn issue(&mut self, now: Instant) -> Grant {
+        let refresh_token = new_token("rt");
+        self.refresh.insert(refresh_token.clone());
+        Grant {
+            access_token: self.new_access(now),
+            refresh_token,
+        }
+    }
+
+    /// Issues and registers a new access token.
+    fn new_access(&mut self, now: Instant) -> String {
         let access_token = new_token("at");
         self.access.insert(
             access_token.clone(),
@@ -119,15 +136,12 @@ impl TokenStore {
                 uses: 0,
             },
         );
-        Some(Grant {
-            access_token,
-            refresh_token,
-        })
+        access_token
     }
 }
 
 /// A random token string such as `sim-at-<32 hex>`.
-fn new_token(kind: &str) -> String {
+pub(crate) fn new_token(kind: &str) -> String {
     format!("sim-{kind}-{}", Uuid::new_v4().simple())
 }
 
@@ -145,18 +159,25 @@ pub(crate) struct TokenForm {
     client_id: Option<String>,
     client_secret: Option<String>,
     refresh_token: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
 }
 
 /// An OAuth error answer: `{"error", "error_description", "message", "trackingId"}`.
 #[derive(Debug)]
-struct OAuthError {
+pub(crate) struct OAuthError {
+    /// HTTP status of the answer.
     status: StatusCode,
+    /// The OAuth error code (`invalid_grant`, ...).
     error: &'static str,
+    /// Human-readable explanation, sent as `error_description` and `message`.
     description: String,
 }
 
 impl OAuthError {
-    fn bad_request(error: &'static str, description: impl Into<String>) -> Self {
+    /// A 400 with the given OAuth error code.
+    pub(crate) fn bad_request(error: &'static str, description: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             error,
@@ -164,7 +185,8 @@ impl OAuthError {
         }
     }
 
-    fn into_response(self, tracking: &TrackingId) -> Response {
+    /// The JSON answer, carrying the request's tracking id.
+    pub(crate) fn into_response(self, tracking: &TrackingId) -> Response {
         let body = json!({
             "error": self.error,
             "error_description": self.description,
@@ -175,15 +197,29 @@ impl OAuthError {
     }
 }
 
-/// `POST /v1/access_token`: the refresh-token grant.
+/// Which grant a token request used.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum GrantType {
+    /// `refresh_token`: counted in `refreshes`.
+    Refresh,
+    /// `authorization_code`: counted in `code_grants`.
+    Code,
+}
+
+/// `POST /v1/access_token`: the refresh-token and authorization-code grants.
+/// Successes are counted by grant type, every refusal in `refresh_failures`.
 pub(crate) async fn access_token(
     State(sim): State<Arc<SimState>>,
     tracking: TrackingId,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
     match grant(&sim, form) {
-        Ok(body) => {
+        Ok((GrantType::Refresh, body)) => {
             sim.record(|stats| stats.refreshes += 1);
+            Json(body).into_response()
+        }
+        Ok((GrantType::Code, body)) => {
+            sim.record(|stats| stats.code_grants += 1);
             Json(body).into_response()
         }
         Err(error) => {
@@ -197,11 +233,12 @@ pub(crate) async fn access_token(
 fn grant(
     sim: &SimState,
     form: Result<Form<TokenForm>, FormRejection>,
-) -> Result<serde_json::Value, OAuthError> {
+) -> Result<(GrantType, serde_json::Value), OAuthError> {
     let Form(form) = form
         .map_err(|rejection| OAuthError::bad_request("invalid_request", rejection.body_text()))?;
-    match form.grant_type.as_deref() {
-        Some("refresh_token") => {}
+    let grant_type = match form.grant_type.as_deref() {
+        Some("refresh_token") => GrantType::Refresh,
+        Some("authorization_code") => GrantType::Code,
         Some(other) => {
             return Err(OAuthError::bad_request(
                 "unsupported_grant_type",
@@ -214,16 +251,43 @@ fn grant(
                 "The parameter grant_type is required.",
             ))
         }
-    }
+    };
     check_client(&sim.config, &form)?;
+    let grant = match grant_type {
+        GrantType::Refresh => redeem_refresh(sim, &form)?,
+        GrantType::Code => redeem_code(
+            sim,
+            &CodeRequest {
+                client_id: form.client_id.as_deref().unwrap_or_default(),
+                code: form.code.as_deref(),
+                redirect_uri: form.redirect_uri.as_deref(),
+                code_verifier: form.code_verifier.as_deref(),
+            },
+        )?,
+    };
+    let config = &sim.config;
+    Ok((
+        grant_type,
+        json!({
+            "access_token": grant.access_token,
+            "expires_in": reported_expires_in(config),
+            "refresh_token": grant.refresh_token,
+            "refresh_token_expires_in": config.refresh_token_lifetime.as_secs(),
+            "scope": config.granted_scopes,
+            "token_type": "Bearer",
+        }),
+    ))
+}
+
+/// Redeems the refresh token of a (client-authenticated) refresh request.
+fn redeem_refresh(sim: &SimState, form: &TokenForm) -> Result<Grant, OAuthError> {
     let refresh_token = form.refresh_token.as_deref().ok_or_else(|| {
         OAuthError::bad_request(
             "invalid_request",
             "The parameter refresh_token is required.",
         )
     })?;
-    let grant = sim
-        .tokens()
+    sim.tokens()
         .refresh(
             refresh_token,
             sim.config.rotate_refresh_tokens,
@@ -234,14 +298,7 @@ fn grant(
                 "invalid_grant",
                 "The refresh token provided is expired, revoked, malformed, or invalid.",
             )
-        })?;
-    Ok(json!({
-        "access_token": grant.access_token,
-        "expires_in": reported_expires_in(&sim.config),
-        "refresh_token": grant.refresh_token,
-        "refresh_token_expires_in": REFRESH_TOKEN_EXPIRES_IN,
-        "token_type": "Bearer",
-    }))
+        })
 }
 
 /// 401 `invalid_client` unless the client id and secret are the configured ones.

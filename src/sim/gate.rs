@@ -1,6 +1,7 @@
 //! The checks every `/v1/*` request passes before its handler, in this order:
 //! count it, wait the configured latency, rate limit (429), access token (401),
-//! injected failure (5xx). The token endpoint only gets the first two.
+//! injected failure (5xx). The OAuth endpoints (authorize and token) only get the
+//! first two.
 //! The gate also attaches the tracking id to the request and to the answer.
 
 use std::sync::Arc;
@@ -24,6 +25,9 @@ const API_PREFIX: &str = "/v1/";
 /// The OAuth token endpoint, exempt from rate limit, auth and injected failures.
 pub(crate) const TOKEN_PATH: &str = "/v1/access_token";
 
+/// The OAuth authorization (browser consent) endpoint, exempt like [`TOKEN_PATH`].
+pub(crate) const AUTHORIZE_PATH: &str = "/v1/authorize";
+
 /// Middleware running the checks; see the module documentation.
 pub(crate) async fn gate(
     State(sim): State<Arc<SimState>>,
@@ -39,7 +43,8 @@ pub(crate) async fn gate(
     if !sim.config.latency.is_zero() {
         tokio::time::sleep(sim.config.latency).await;
     }
-    let checked = if request.uri().path() == TOKEN_PATH {
+    let path = request.uri().path();
+    let checked = if path == TOKEN_PATH || path == AUTHORIZE_PATH {
         Ok(())
     } else {
         admit(&sim, request.headers())

@@ -24,7 +24,7 @@ use super::validate::{is_valid_email, validate_create, NewMeeting};
 
 /// The user every access token belongs to: the default host and the user whose
 /// meetings a listing without `hostEmail` shows.
-pub(crate) const DEFAULT_HOST: &str = "admin@sim.example.com";
+pub(crate) const DEFAULT_HOST: &str = super::ADMIN_EMAIL;
 /// Site of every meeting.
 const SITE_URL: &str = "sim.webex.com";
 /// Listing window when `from` or `to` is missing.

@@ -1,21 +1,24 @@
 //! A simulator of the parts of the Webex REST API that `webex-bulk` uses: the OAuth
-//! refresh grant and meeting create / list / get / delete, answering as the public
-//! OpenAPI spec describes, with rate limits, token expiry, injected failures and
-//! dropped connections to exercise the client.
+//! authorization-code flow (with PKCE) and refresh grant, `GET /people/me`, and meeting
+//! create / list / get / delete, answering as the public OpenAPI spec describes, with
+//! rate limits, token expiry, injected failures and dropped connections to exercise the
+//! client.
 //!
 //! Start it with [`start`]; it serves `/v1/*` like `https://webexapis.com/v1` and
 //! `GET /_sim/stats` (the [`SimStats`] counters, no auth).
 //!
 //! Every `/v1/*` request passes, in order: counting, latency, rate limit (429 with
 //! `Retry-After`, and a window during which every request gets 429), access-token
-//! check (401), injected failure (500/502/503), then its handler. The token endpoint
-//! only gets counting and latency.
+//! check (401), injected failure (500/502/503), then its handler. The OAuth endpoints
+//! (`GET /v1/authorize`, `POST /v1/access_token`) only get counting and latency.
 
 mod auth;
+mod authorize;
 mod errors;
 mod gate;
 mod limiter;
 mod meetings;
+mod people;
 mod server;
 mod state;
 mod times;
@@ -84,7 +87,31 @@ pub struct SimConfig {
     pub latency: Duration,
     /// Seed of the RNG behind the fail/drop decisions (default 1).
     pub seed: u64,
+    /// `GET /v1/authorize` answers as if the user clicked "Decline": a redirect with
+    /// `error=access_denied` (default false).
+    pub deny_consent: bool,
+    /// Sent as `scope` in every token answer (default [`DEFAULT_GRANTED_SCOPES`]),
+    /// whatever scope the authorization request asked for.
+    pub granted_scopes: String,
+    /// Sent as `refresh_token_expires_in` (whole seconds, rounded down) in every token
+    /// answer (default 90 days). Only reported: refresh tokens do not expire.
+    pub refresh_token_lifetime: Duration,
+    /// `orgId` of the signed-in admin in `GET /v1/people/me` (default
+    /// [`DEFAULT_ORG_ID`]). The admin's email is always [`ADMIN_EMAIL`].
+    pub org_id: String,
 }
+
+/// Default [`SimConfig::granted_scopes`]: what a bulk-admin integration asks for.
+pub const DEFAULT_GRANTED_SCOPES: &str = "spark:all meeting:admin_schedule_write meeting:admin_schedule_read spark-admin:people_read spark-admin:people_write spark-admin:licenses_read";
+
+/// Default [`SimConfig::org_id`]: a Webex-style id, the unpadded base64 of
+/// `ciscospark://us/ORGANIZATION/5a1c0e5e-0000-4000-8000-00000000c0de`.
+pub const DEFAULT_ORG_ID: &str =
+    "Y2lzY29zcGFyazovL3VzL09SR0FOSVpBVElPTi81YTFjMGU1ZS0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMGMwZGU";
+
+/// The user every access token belongs to (`GET /v1/people/me`), also the default
+/// meeting host.
+pub const ADMIN_EMAIL: &str = "admin@sim.example.com";
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -105,6 +132,10 @@ impl Default for SimConfig {
             drop_rate: 0.0,
             latency: Duration::ZERO,
             seed: 1,
+            deny_consent: false,
+            granted_scopes: DEFAULT_GRANTED_SCOPES.to_owned(),
+            refresh_token_lifetime: Duration::from_secs(90 * 24 * 3600),
+            org_id: DEFAULT_ORG_ID.to_owned(),
         }
     }
 }
@@ -118,10 +149,12 @@ pub struct SimStats {
     pub creates: u64,
     /// Creates with an integration tag that a stored meeting already had.
     pub duplicates: u64,
-    /// Successful token grants.
+    /// Successful refresh-token grants.
     pub refreshes: u64,
-    /// Rejected token grants.
+    /// Rejected token requests (refresh and authorization-code grants alike).
     pub refresh_failures: u64,
+    /// Successful authorization-code grants (a code redeemed for tokens).
+    pub code_grants: u64,
     /// 429 answers.
     pub rate_limited: u64,
     /// Requests that arrived in a Retry-After window more than `early_grace` after it
@@ -162,6 +195,12 @@ impl SimHandle {
     /// Base URL of the API: `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// The browser authorization URL without its query:
+    /// `http://127.0.0.1:PORT/v1/authorize`.
+    pub fn authorize_url(&self) -> String {
+        format!("{}/authorize", self.base_url())
     }
 
     /// A snapshot of the counters.
@@ -205,6 +244,8 @@ pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHa
 fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route(gate::TOKEN_PATH, post(auth::access_token))
+        .route(gate::AUTHORIZE_PATH, get(authorize::authorize))
+        .route("/v1/people/me", get(people::me))
         .route("/v1/meetings", get(meetings::list).post(meetings::create))
         .route(
             "/v1/meetings/{meetingId}",

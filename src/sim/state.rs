@@ -1,7 +1,8 @@
 //! The simulator's shared state, behind one `Arc` used by every request.
 //!
 //! Each part has its own mutex, held only for short synchronous steps (never across an
-//! `.await`). Lock order, where two are taken: `meetings` before `stats`.
+//! `.await`). Lock order, where two are taken: `meetings` before `stats`. (`codes` and
+//! `tokens` are taken one after the other, never together.)
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -10,6 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::auth::TokenStore;
+use super::authorize::CodeStore;
 use super::limiter::RateLimiter;
 use super::meetings::MeetingStore;
 use super::{SimConfig, SimStats};
@@ -23,6 +25,8 @@ pub(crate) struct SimState {
     stats: Mutex<SimStats>,
     /// Valid access and refresh tokens.
     tokens: Mutex<TokenStore>,
+    /// Authorization codes issued by `/v1/authorize` and not yet redeemed.
+    codes: Mutex<CodeStore>,
     /// The shared rate limit and its Retry-After window.
     limiter: Mutex<RateLimiter>,
     /// The seeded RNG deciding injected failures and dropped answers, and nothing else,
@@ -45,6 +49,7 @@ impl SimState {
         Self {
             stats: Mutex::default(),
             tokens: Mutex::new(TokenStore::new(&config, now)),
+            codes: Mutex::default(),
             limiter: Mutex::new(limiter),
             decisions: Mutex::new(StdRng::seed_from_u64(config.seed)),
             meetings: Mutex::default(),
@@ -67,6 +72,11 @@ impl SimState {
     /// The token store.
     pub(crate) fn tokens(&self) -> MutexGuard<'_, TokenStore> {
         lock(&self.tokens)
+    }
+
+    /// The pending authorization codes.
+    pub(crate) fn codes(&self) -> MutexGuard<'_, CodeStore> {
+        lock(&self.codes)
     }
 
     /// The rate limiter.

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 
 use super::*;
 
+mod oauth;
+
 const TOKEN: &str = "sim-access-token";
 
 /// A simulator on a free loopback port and a client with a safety timeout.

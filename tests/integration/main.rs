@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binary, the bundled simulator, real loopback HTTP.
 
+mod auth;
 mod util;
 
 use std::time::Duration;

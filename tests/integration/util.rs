@@ -64,6 +64,8 @@ pub struct Env {
     pub access_token: Option<String>,
     pub refresh_token: Option<String>,
     pub client: bool,
+    /// Any other variables.
+    pub vars: Vec<(&'static str, String)>,
 }
 
 impl Env {
@@ -73,6 +75,7 @@ impl Env {
             access_token: Some("sim-access-token".into()),
             refresh_token: Some("sim-refresh-token".into()),
             client: true,
+            vars: Vec::new(),
         }
     }
 }
@@ -92,6 +95,9 @@ pub fn command(work: &Work, env: &Env, args: &[&str]) -> tokio::process::Command
     }
     if let Some(t) = &env.refresh_token {
         cmd.env("WEBEX_REFRESH_TOKEN", t);
+    }
+    for (k, v) in &env.vars {
+        cmd.env(k, v);
     }
     if env.client {
         cmd.env("WEBEX_CLIENT_ID", "sim-client-id")
