@@ -311,8 +311,13 @@ async fn dropped_connections_never_create_a_meeting_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_resumes_and_creates_every_meeting_exactly_once() {
+    // Tokens expire every 30 requests and the refresh token rotates: the
+    // environment's refresh token is dead by the time of the resume, which
+    // must go on with the stored one.
     let sim = start_sim(SimConfig {
         latency: Duration::from_millis(30),
+        token_max_requests: Some(30),
+        rotate_refresh_tokens: true,
         ..SimConfig::default()
     })
     .await;
