@@ -14,7 +14,7 @@ use crate::csvin::{Encoding, Problem, Severity};
 use crate::engine::{self, Settings, Shared, Stop};
 use crate::ingest::{self, IngestError, IngestOptions};
 use crate::progress::{self, Mode, Progress, Tally};
-use crate::rate::{parse_rate, Limiter, Pause, Rate};
+use crate::rate::{parse_rate, Pacing, Rate};
 use crate::store::{Counts, RunInfo, RunState, Store};
 use crate::webex::{check_base_url, Client};
 
@@ -32,7 +32,7 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 /// The Webex API, unless told otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://webexapis.com/v1";
 /// The request rate, unless told otherwise.
-pub const DEFAULT_RATE: &str = "10/s";
+pub const DEFAULT_RATE: &str = "auto";
 
 /// Parses the arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
@@ -67,6 +67,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(progress::LogWriter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -534,27 +535,21 @@ async fn execute_inner(
         counts.failed + counts.invalid,
         std::sync::atomic::Ordering::Relaxed,
     );
-    if let Rate::PerSecond(r) = rate {
-        tally
-            .rate_milli
-            .store((r * 1000.0) as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-    let pause = Arc::new(Pause::default());
+    let pacing = Arc::new(Pacing::new(rate));
     let writer = store.into_writer();
     let shared = Arc::new(Shared {
         run_id,
         writer: writer.clone(),
         client,
         tokens,
-        limiter: Arc::new(Limiter::new(rate)),
-        pause: pause.clone(),
+        pacing: pacing.clone(),
         tally: tally.clone(),
         settings,
         auth_stop: Default::default(),
     });
 
     let started = Instant::now();
-    let display = Progress::new(plan.progress, counts.total(), counts.done(), tally, pause);
+    let display = Progress::new(plan.progress, counts.total(), counts.done(), tally, pacing);
     let ticker = {
         let interval = display.interval();
         let display = Arc::new(display);

@@ -144,7 +144,7 @@ pub struct RunArgs {
     /// Requests in flight at most [default: 8].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512))]
     pub concurrency: Option<u16>,
-    /// Request rate, shared by all requests: 10/s, 300/min, unlimited [default: 10/s].
+    /// Request rate, shared by all requests: auto (find and ride the server's limit), auto:50/s (with a ceiling), 10/s, 300/min, unlimited [default: auto].
     #[arg(long, value_name = "SPEC")]
     pub rate: Option<String>,
     /// Attempts per row for transient failures (5xx, timeouts) before it fails [default: 8].

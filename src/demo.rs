@@ -114,7 +114,7 @@ pub async fn demo(args: DemoArgs) -> i32 {
     }
     eprintln!("webex-bulk demo: simulator at {} (429s above 12 requests/s, tokens that expire every 40 requests, 4% 5xx, 5% dropped connections)", handle.base_url());
     eprintln!(
-        "webex-bulk demo: running {} at 20 requests/s with 8 in flight\n",
+        "webex-bulk demo: running {} with --rate auto (start at 5/s, find the limit) and 8 in flight\n",
         sample.display()
     );
     let db = dir.join("webex-bulk.db");
@@ -129,7 +129,7 @@ pub async fn demo(args: DemoArgs) -> i32 {
         },
         base_url: Some(handle.base_url()),
         concurrency: Some(8),
-        rate: Some("20/s".into()),
+        rate: Some("auto".into()),
         max_attempts: Some(8),
         timeout: Duration::from_secs(10),
         progress: args.progress,

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use crate::auth::{AuthError, TokenManager};
 use crate::meetings::MeetingRequest;
 use crate::progress::Tally;
-use crate::rate::{Limiter, Pause};
+use crate::rate::Pacing;
 use crate::retry::{backoff_delay, parse_retry_after, BACKOFF_BASE, BACKOFF_CAP};
 use crate::store::{now_ms, Attempt, Claimed, Counts, Created, Outcome, StoreError, Writer};
 use crate::webex::{new_tracking_id, ApiError, Client};
@@ -81,10 +81,8 @@ pub struct Shared {
     pub client: Client,
     /// The one token source and refresh.
     pub tokens: Arc<TokenManager>,
-    /// The one rate limiter.
-    pub limiter: Arc<Limiter>,
-    /// The one 429 pause.
-    pub pause: Arc<Pause>,
+    /// The one rate limiter and 429 pause (and the adaptive rate).
+    pub pacing: Arc<Pacing>,
     /// Display counters.
     pub tally: Arc<Tally>,
     /// Engine settings.
@@ -131,6 +129,18 @@ pub async fn run(
     if let Err(e) = s.tokens.ensure().await {
         return Ok(Stop::AuthFailed(e.to_string()));
     }
+    // The adaptive rate grows with time; this ends with the run.
+    let ticker = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                every.tick().await;
+                shared.pacing.tick();
+            }
+        })
+    };
+    let _stop_ticker = AbortOnDrop(ticker);
 
     loop {
         while let Some(done) = workers.try_join_next() {
@@ -149,14 +159,14 @@ pub async fn run(
         }
         // Wait for the pause and the limiter without holding a slot or a row.
         tokio::select! {
-            _ = async { s.pause.wait().await; s.limiter.until_ready().await; s.pause.wait().await } => {}
+            _ = async { s.pacing.pause.wait().await; s.pacing.limiter.until_ready().await; s.pacing.pause.wait().await } => {}
             _ = s.auth_stop.notify.notified() => continue,
             _ = &mut shutdown => { stop = Some(Stop::Interrupted); break; }
         }
         // Take more rows at once when slots and rate allow (fewer commits).
         let free = s.settings.concurrency - workers.len();
         let mut want = 1;
-        while want < free && want < 64 && s.limiter.try_take() {
+        while want < free && want < 64 && s.pacing.limiter.try_take() {
             want += 1;
         }
         let rows = s.writer.claim(s.run_id, now_ms(), want).await?;
@@ -204,6 +214,15 @@ pub async fn run(
         return Ok(Stop::AuthFailed(why));
     }
     Ok(stop.unwrap_or(Stop::Finished))
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn reap(done: Result<Result<(), StoreError>, tokio::task::JoinError>) -> Result<(), EngineError> {
@@ -286,12 +305,12 @@ async fn meeting(
     }
     if !first {
         // The lookup used the dispatcher's turn; the create needs its own.
-        s.limiter.until_ready().await;
+        s.pacing.limiter.until_ready().await;
     }
     let Some((token, generation)) = s.tokens.fresh().await else {
         return auth_outcome(s, row, 0, Some(401), "no access token".into(), None).await;
     };
-    s.pause.wait().await;
+    s.pacing.pause.wait().await;
     let tracking = new_tracking_id();
     let started = now_ms();
     let result = s
@@ -300,6 +319,7 @@ async fn meeting(
         .await;
     match result {
         Ok(answer) => {
+            s.pacing.accepted();
             log.push(Attempt {
                 action: "create",
                 started_at: started,
@@ -353,7 +373,7 @@ async fn lookup(
         });
     };
     let window = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    s.pause.wait().await;
+    s.pacing.pause.wait().await;
     let tracking = new_tracking_id();
     let started = now_ms();
     let result = s
@@ -369,6 +389,7 @@ async fn lookup(
         .await;
     match result {
         Ok(answer) => {
+            s.pacing.accepted();
             let found = answer.value.into_iter().next();
             log.push(Attempt {
                 action: "lookup",
@@ -444,9 +465,12 @@ async fn on_error(
 ) -> Outcome {
     let status = e.status();
     let tracking_id = e.tracking_id().map(str::to_owned);
+    if status.is_some() && !e.is_rate_limited() {
+        s.pacing.accepted();
+    }
     if e.is_rate_limited() {
         let wait = parse_retry_after(e.retry_after(), SystemTime::now());
-        s.pause.pause_for(wait);
+        s.pacing.throttled(wait);
         tracing::info!(
             line = row.line,
             "rate limited: every worker pauses for {:?}",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::rate::Pause;
+use crate::rate::Pacing;
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -34,8 +34,6 @@ pub struct Tally {
     pub retrying: AtomicI64,
     /// Rows finished in this process (for the rate).
     pub finished_here: AtomicU64,
-    /// The current request rate we pace at, in millirequests per second (0: unlimited).
-    pub rate_milli: AtomicU64,
 }
 
 /// The bar that log lines must step around, if one is shown.
@@ -90,7 +88,7 @@ pub struct Progress {
     done_at_start: u64,
     started: Instant,
     tally: Arc<Tally>,
-    pause: Arc<Pause>,
+    pacing: Arc<Pacing>,
 }
 
 impl Progress {
@@ -100,7 +98,7 @@ impl Progress {
         total: u64,
         done: u64,
         tally: Arc<Tally>,
-        pause: Arc<Pause>,
+        pacing: Arc<Pacing>,
     ) -> Progress {
         let terminal = std::io::stderr().is_terminal();
         let (bar, plain) = match mode {
@@ -131,7 +129,7 @@ impl Progress {
             done_at_start: done,
             started: Instant::now(),
             tally,
-            pause,
+            pacing,
         }
     }
 
@@ -154,11 +152,11 @@ impl Progress {
             t.failed.load(Ordering::Relaxed),
             t.retrying.load(Ordering::Relaxed).max(0),
         );
-        let rate = t.rate_milli.load(Ordering::Relaxed);
-        if rate > 0 {
-            msg.push_str(&format!(" | rate {:.1}/s", rate as f64 / 1000.0));
+        let rate = self.pacing.rate();
+        if rate > 0.0 {
+            msg.push_str(&format!(" | rate {rate:.1}/s"));
         }
-        if let Some(p) = self.pause.remaining() {
+        if let Some(p) = self.pacing.pause.remaining() {
             msg.push_str(&format!(
                 " | paused by rate limit for {}s",
                 p.as_secs_f64().ceil() as u64

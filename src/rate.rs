@@ -1,10 +1,13 @@
 //! Pacing: the one rate limiter and the one pause that every worker shares.
 //!
-//! `parse_rate` is pure. [`Limiter`] wraps governor; [`Pause`] is the gate a
-//! 429 closes for everybody until its Retry-After has passed.
+//! `parse_rate` and [`Adaptive`] (the `--rate auto` controller) are pure.
+//! [`Limiter`] wraps governor (rebuilt when the adaptive rate moves);
+//! [`Pause`] is the gate a 429 closes for everybody until its Retry-After
+//! has passed.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -17,6 +20,8 @@ pub enum Rate {
     PerSecond(f64),
     /// No limit of our own (the server's 429s still pace us).
     Unlimited,
+    /// Find the server's limit and ride just under it, never above `ceiling`.
+    Auto { ceiling: Option<f64> },
 }
 
 impl std::fmt::Display for Rate {
@@ -24,18 +29,32 @@ impl std::fmt::Display for Rate {
         match self {
             Rate::PerSecond(r) => write!(f, "{r}/s"),
             Rate::Unlimited => f.write_str("unlimited"),
+            Rate::Auto { ceiling: None } => f.write_str("auto"),
+            Rate::Auto { ceiling: Some(c) } => write!(f, "auto:{c}/s"),
         }
     }
 }
 
-/// Reads `10/s`, `300/min`, `2/sec`, `5000/h`, `unlimited`.
+/// Reads `10/s`, `300/min`, `2/sec`, `5000/h`, `unlimited`, `auto`, `auto:50/s`.
 pub fn parse_rate(spec: &str) -> Result<Rate, String> {
     let s = spec.trim().to_ascii_lowercase();
     if matches!(s.as_str(), "unlimited" | "none" | "off") {
         return Ok(Rate::Unlimited);
     }
-    let help =
-        || format!("`{spec}` is not a rate; write it as 10/s, 300/min or 5000/h (or unlimited)");
+    if s == "auto" {
+        return Ok(Rate::Auto { ceiling: None });
+    }
+    if let Some(ceiling) = s.strip_prefix("auto:") {
+        return match parse_rate(ceiling)? {
+            Rate::PerSecond(c) => Ok(Rate::Auto { ceiling: Some(c) }),
+            _ => Err(format!(
+                "`{spec}`: write the ceiling as a rate, e.g. auto:50/s"
+            )),
+        };
+    }
+    let help = || {
+        format!("`{spec}` is not a rate; write it as auto, auto:50/s, 10/s, 300/min or 5000/h (or unlimited)")
+    };
     let (count, unit) = s.split_once('/').ok_or_else(help)?;
     let count: f64 = count.trim().parse().map_err(|_| help())?;
     let per = match unit.trim() {
@@ -51,38 +70,291 @@ pub fn parse_rate(spec: &str) -> Result<Rate, String> {
 }
 
 /// The shared rate limiter. Requests are spaced evenly (a burst of one), so
-/// the server never sees a spike, not even right after a pause.
+/// the server never sees a spike, not even right after a pause. The rate can
+/// be changed while it runs (the adaptive rate does).
 pub struct Limiter {
-    inner: Option<DefaultDirectRateLimiter>,
+    /// `None`: unlimited.
+    inner: RwLock<Option<Arc<DefaultDirectRateLimiter>>>,
+    /// The rate it paces at now (requests per second; 0 for unlimited).
+    rate: Mutex<f64>,
+}
+
+fn governor_for(rate: f64) -> Option<Arc<DefaultDirectRateLimiter>> {
+    let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+    Quota::with_period(period).map(|q| {
+        Arc::new(DefaultDirectRateLimiter::direct(
+            q.allow_burst(NonZeroU32::MIN),
+        ))
+    })
 }
 
 impl Limiter {
-    /// A limiter for `rate`.
+    /// A limiter for `rate` (an adaptive rate starts at [`Adaptive::START`]).
     pub fn new(rate: Rate) -> Limiter {
-        let inner = match rate {
+        let start = match rate {
             Rate::Unlimited => None,
-            Rate::PerSecond(r) => {
-                let period = Duration::from_secs_f64(1.0 / r).max(Duration::from_nanos(1));
-                Quota::with_period(period)
-                    .map(|q| DefaultDirectRateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
+            Rate::PerSecond(r) => Some(r),
+            Rate::Auto { ceiling } => {
+                Some(ceiling.map_or(Adaptive::START, |c| c.min(Adaptive::START)))
             }
         };
-        Limiter { inner }
+        Limiter {
+            inner: RwLock::new(start.and_then(governor_for)),
+            rate: Mutex::new(start.unwrap_or(0.0)),
+        }
+    }
+
+    /// Paces at `rate` from now on (ignores changes under 1%).
+    pub fn set_rate(&self, rate: f64) {
+        let mut current = self.rate.lock().expect("rate");
+        if (rate - *current).abs() <= *current * 0.01 {
+            return;
+        }
+        *current = rate;
+        *self.inner.write().expect("limiter") = governor_for(rate);
+    }
+
+    /// The rate it paces at now (0: unlimited).
+    pub fn rate(&self) -> f64 {
+        *self.rate.lock().expect("rate")
+    }
+
+    fn current(&self) -> Option<Arc<DefaultDirectRateLimiter>> {
+        self.inner.read().expect("limiter").clone()
     }
 
     /// Waits until one request may go.
     pub async fn until_ready(&self) {
-        if let Some(l) = &self.inner {
+        if let Some(l) = self.current() {
             l.until_ready().await;
         }
     }
 
     /// Takes one request's worth without waiting, if available.
     pub fn try_take(&self) -> bool {
-        match &self.inner {
+        match self.current() {
             Some(l) => l.check().is_ok(),
             None => true,
         }
+    }
+}
+
+/// The `--rate auto` controller: pure, fed with what happened and when
+/// (seconds since the run started).
+///
+/// - It starts at a modest [`Adaptive::START`] and doubles every second
+///   while nothing is refused ("slow start").
+/// - On a 429 it estimates the server's limit from what the server actually
+///   accepted over the last [`Adaptive::WINDOW`] seconds, and drops to
+///   [`Adaptive::HOLD`] of that (multiplicative decrease).
+/// - While no 429 comes, it probes upward slowly (additive increase, half as
+///   fast after each 429 that confirms the same limit), so a raised limit is
+///   found but the quota is not wasted on 429s.
+/// - It never goes above the ceiling, nor far above what the server accepts
+///   (so the number means something when concurrency, not rate, is the bound).
+#[derive(Clone, Debug)]
+pub struct Adaptive {
+    /// Requests per second now.
+    rate: f64,
+    /// The user's maximum.
+    ceiling: Option<f64>,
+    /// The server's limit as last estimated (from a 429).
+    limit: Option<f64>,
+    /// How many 429s in a row found about the same limit.
+    confirmations: u32,
+    /// Accepted requests per quarter second: (quarter index, count), the last `WINDOW` seconds.
+    accepted: VecDeque<(i64, u64)>,
+    /// When the last pause ended: the window does not reach back before it.
+    since: f64,
+}
+
+impl Adaptive {
+    /// The rate it starts at.
+    pub const START: f64 = 5.0;
+    /// The lowest rate it goes to.
+    pub const FLOOR: f64 = 0.2;
+    /// Seconds of accepted requests a limit estimate looks at.
+    pub const WINDOW: f64 = 10.0;
+    /// Share of the estimated limit it rides at after a 429.
+    pub const HOLD: f64 = 0.95;
+    /// Probing speed: this share of the limit per second (halved per confirmation).
+    pub const PROBE: f64 = 0.005;
+
+    /// A controller that never exceeds `ceiling`.
+    pub fn new(ceiling: Option<f64>) -> Adaptive {
+        let mut a = Adaptive {
+            rate: Self::START,
+            ceiling,
+            limit: None,
+            confirmations: 0,
+            accepted: VecDeque::new(),
+            since: 0.0,
+        };
+        a.rate = a.capped(a.rate);
+        a
+    }
+
+    /// Requests per second now.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// The server's limit as last estimated, if a 429 was seen.
+    pub fn limit(&self) -> Option<f64> {
+        self.limit
+    }
+
+    fn capped(&self, r: f64) -> f64 {
+        let r = r.max(Self::FLOOR);
+        self.ceiling.map_or(r, |c| r.min(c))
+    }
+
+    fn forget_before(&mut self, now: f64) {
+        let oldest = ((now - Self::WINDOW) * 4.0).floor() as i64;
+        while self.accepted.front().is_some_and(|(q, _)| *q < oldest) {
+            self.accepted.pop_front();
+        }
+    }
+
+    /// What the server accepted per second over the window (since the last pause).
+    fn accepted_rate(&mut self, now: f64) -> f64 {
+        self.forget_before(now);
+        let from = (now - Self::WINDOW).max(self.since);
+        let n: u64 = self
+            .accepted
+            .iter()
+            .filter(|(q, _)| *q as f64 / 4.0 >= from - 0.25)
+            .map(|(_, c)| c)
+            .sum();
+        n as f64 / (now - from).max(1.0)
+    }
+
+    /// A request was accepted at `now`.
+    pub fn on_accepted(&mut self, now: f64) {
+        let q = (now * 4.0).floor() as i64;
+        match self.accepted.back_mut() {
+            Some((last, count)) if *last == q => *count += 1,
+            _ => self.accepted.push_back((q, 1)),
+        }
+        self.forget_before(now);
+    }
+
+    /// A 429 opened a new pause of `retry_after` seconds at `now`. Returns the new rate.
+    pub fn on_throttled(&mut self, now: f64, retry_after: f64) -> f64 {
+        let estimate = self.accepted_rate(now).max(Self::FLOOR);
+        self.confirmations = match self.limit {
+            Some(l) if (estimate - l).abs() <= l * 0.1 => self.confirmations + 1,
+            _ => 1,
+        };
+        self.limit = Some(estimate);
+        self.rate = self.capped((self.rate * 0.9).min(estimate * Self::HOLD));
+        self.since = now + retry_after;
+        self.rate
+    }
+
+    /// Time passed (`dt` seconds, up to `now`) without a 429. Returns the new rate.
+    pub fn on_tick(&mut self, now: f64, dt: f64) -> f64 {
+        let dt = dt.clamp(0.0, 5.0);
+        let grown = match self.limit {
+            None => self.rate * 2f64.powf(dt),
+            Some(l) => {
+                self.rate
+                    + l * Self::PROBE
+                        / 2f64.powi(self.confirmations.saturating_sub(1).min(16) as i32)
+                        * dt
+            }
+        };
+        // Not far above what the server takes: when concurrency is the bound,
+        // a nominal rate of thousands would mean nothing and overshoot later.
+        let seen = self.accepted_rate(now);
+        let bound = if now >= 2.0 {
+            (2.0 * seen).max(Self::START)
+        } else {
+            f64::INFINITY
+        };
+        self.rate = self.capped(grown.min(bound.max(self.rate)));
+        self.rate
+    }
+}
+
+/// All the pacing a run shares: the limiter, the 429 pause, and (with
+/// `--rate auto`) the controller that sets the limiter's rate.
+pub struct Pacing {
+    /// The one rate limiter.
+    pub limiter: Limiter,
+    /// The one 429 pause.
+    pub pause: Pause,
+    /// The `--rate auto` controller, if the rate is adaptive.
+    adaptive: Option<Mutex<Adaptive>>,
+    /// Time zero of the controller's clock.
+    started: std::time::Instant,
+    /// When `tick` last ran (seconds on the controller's clock).
+    last_tick: Mutex<f64>,
+}
+
+impl Pacing {
+    /// Pacing for `rate`.
+    pub fn new(rate: Rate) -> Pacing {
+        let adaptive = match rate {
+            Rate::Auto { ceiling } => Some(Mutex::new(Adaptive::new(ceiling))),
+            _ => None,
+        };
+        Pacing {
+            limiter: Limiter::new(rate),
+            pause: Pause::default(),
+            adaptive,
+            started: std::time::Instant::now(),
+            last_tick: Mutex::new(0.0),
+        }
+    }
+
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// A request was accepted (any answer but a 429).
+    pub fn accepted(&self) {
+        if let Some(a) = &self.adaptive {
+            a.lock().expect("adaptive").on_accepted(self.now());
+        }
+    }
+
+    /// A 429 asked everybody to wait `wait`. Pauses every worker; the first
+    /// 429 of an episode also lowers an adaptive rate. Returns whether it
+    /// started a new pause.
+    pub fn throttled(&self, wait: Duration) -> bool {
+        let new_episode = self.pause.pause_for(wait);
+        if let (true, Some(a)) = (new_episode, &self.adaptive) {
+            let rate = a
+                .lock()
+                .expect("adaptive")
+                .on_throttled(self.now(), wait.as_secs_f64());
+            self.limiter.set_rate(rate);
+            tracing::info!("adaptive rate lowered to {rate:.1}/s");
+        }
+        new_episode
+    }
+
+    /// Lets an adaptive rate grow with the time that passed; call it a few times a second.
+    pub fn tick(&self) {
+        if let Some(a) = &self.adaptive {
+            let now = self.now();
+            let dt = {
+                let mut last = self.last_tick.lock().expect("tick");
+                let dt = now - *last;
+                *last = now;
+                dt
+            };
+            if self.pause.remaining().is_none() {
+                let rate = a.lock().expect("adaptive").on_tick(now, dt);
+                self.limiter.set_rate(rate);
+            }
+        }
+    }
+
+    /// The rate requests are paced at now (0: unlimited).
+    pub fn rate(&self) -> f64 {
+        self.limiter.rate()
     }
 }
 
@@ -94,12 +366,17 @@ pub struct Pause {
 
 impl Pause {
     /// Nobody sends for `d` from now (an existing longer pause stands).
-    pub fn pause_for(&self, d: Duration) {
-        let end = Instant::now() + d;
+    /// Returns whether this starts a new pause (none was on): one 429
+    /// episode, however many workers saw it.
+    pub fn pause_for(&self, d: Duration) -> bool {
+        let now = Instant::now();
+        let end = now + d;
         let mut until = self.until.lock().expect("pause");
+        let new_episode = until.is_none_or(|u| u <= now);
         if until.is_none_or(|u| u < end) {
             *until = Some(end);
         }
+        new_episode
     }
 
     /// How long the pause still lasts, if one is on.
@@ -132,11 +409,82 @@ mod tests {
         assert_eq!(parse_rate("300/min"), Ok(Rate::PerSecond(5.0)));
         assert_eq!(parse_rate(" 7200 / h "), Ok(Rate::PerSecond(2.0)));
         assert_eq!(parse_rate("Unlimited"), Ok(Rate::Unlimited));
+        assert_eq!(parse_rate("auto"), Ok(Rate::Auto { ceiling: None }));
+        assert_eq!(
+            parse_rate("auto:120/min"),
+            Ok(Rate::Auto { ceiling: Some(2.0) })
+        );
+        assert!(parse_rate("auto:fast").is_err());
         assert!(parse_rate("10").is_err());
         assert!(parse_rate("0/s").is_err());
         assert!(parse_rate("-1/s").is_err());
         assert!(parse_rate("ten/s").is_err());
         assert!(parse_rate("10/day").is_err());
+    }
+
+    /// Replays a server with a token bucket (rate `limit`, burst `limit`,
+    /// a window of `retry` seconds after a 429) against the controller, one
+    /// request at a time at the controller's rate, in steps of 1 ms.
+    fn ride(limit: f64, retry: f64, rows: u64) -> (f64, f64) {
+        let mut a = Adaptive::new(None);
+        let (mut t, mut tokens, mut ok, mut sent, mut refused) = (0.0f64, limit, 0u64, 0u64, 0u64);
+        let (mut next, mut paused_until, mut last_tick) = (0.0f64, 0.0f64, 0.0f64);
+        while ok < rows {
+            t += 0.001;
+            tokens = (tokens + limit * 0.001).min(limit);
+            if t - last_tick >= 0.2 {
+                a.on_tick(t, t - last_tick);
+                last_tick = t;
+            }
+            if t < paused_until || t < next {
+                continue;
+            }
+            sent += 1;
+            next = t + 1.0 / a.rate();
+            if tokens < 1.0 {
+                refused += 1;
+                paused_until = t + retry;
+                a.on_throttled(t, retry);
+            } else {
+                tokens -= 1.0;
+                ok += 1;
+                a.on_accepted(t);
+            }
+        }
+        (ok as f64 / t / limit, refused as f64 / sent as f64)
+    }
+
+    #[test]
+    fn auto_rate_rides_the_limit_without_many_429s() {
+        for (limit, retry) in [(20.0, 1.0), (20.0, 2.0), (5.0, 1.0)] {
+            let rows = (limit * 50.0) as u64;
+            let (share, refused) = ride(limit, retry, rows);
+            assert!(
+                share >= 0.9,
+                "limit {limit}/s, retry {retry}s: rode at {share:.3} of the limit"
+            );
+            assert!(
+                refused <= 0.02,
+                "limit {limit}/s: {refused:.3} of requests refused"
+            );
+        }
+    }
+
+    #[test]
+    fn auto_rate_starts_modestly_and_respects_the_ceiling() {
+        let mut a = Adaptive::new(Some(8.0));
+        assert_eq!(a.rate(), Adaptive::START);
+        for i in 0..40 {
+            a.on_accepted(i as f64 * 0.05);
+        }
+        assert_eq!(
+            a.on_tick(1.0, 1.0),
+            8.0,
+            "doubled, then capped at the ceiling"
+        );
+        let after = a.on_throttled(2.0, 1.0);
+        assert!((Adaptive::FLOOR..8.0).contains(&after), "{after}");
+        assert!(a.limit().is_some());
     }
 
     #[tokio::test(start_paused = true)]

@@ -199,6 +199,35 @@ async fn a_429_storm_pauses_every_worker_with_no_early_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_automatic_rate_finds_the_limit_and_backs_off() {
+    let sim = start_sim(SimConfig {
+        rate_limit: Some(10.0),
+        retry_after_secs: 1,
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    // No --rate: `auto` is the default. It starts at 5/s and doubles until
+    // the server says no, then rides under the limit.
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "m.csv", &meetings_csv(80), &["-v"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("adaptive rate lowered to"), "{out:?}");
+    let stats = sim.stats();
+    assert!(
+        stats.rate_limited >= 1,
+        "it probed up to the limit: {stats:?}"
+    );
+    assert!(
+        stats.rate_limited * 10 <= stats.requests,
+        "and did not keep hitting it: {stats:?}"
+    );
+    assert_eq!(stats.early_requests, 0, "{stats:?}");
+    assert_each_created_once(&sim, 80);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_seen_by_many_workers_is_refreshed_once() {
     // The token the run starts with is not valid: all 64 first requests get 401 at once.
     let sim = start_sim(SimConfig {
