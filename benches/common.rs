@@ -60,3 +60,53 @@ pub fn write_meetings_csv(path: &Path, n: usize) {
     }
     w.flush().unwrap();
 }
+
+/// The simulator's built-in credentials, as a run takes them from the environment.
+pub fn sim_env() -> webex_bulk::auth::EnvCredentials {
+    webex_bulk::auth::EnvCredentials {
+        access_token: Some("sim-access-token".to_owned().into()),
+        refresh_token: Some("sim-refresh-token".to_owned().into()),
+        client_id: Some("sim-client-id".into()),
+        client_secret: Some("sim-client-secret".to_owned().into()),
+    }
+}
+
+/// A run as `webex-bulk run` would do it, without progress output.
+pub fn plan(
+    dir: &Path,
+    source: webex_bulk::app::Source,
+    base_url: String,
+    rate: &str,
+    concurrency: u16,
+) -> webex_bulk::app::RunPlan {
+    webex_bulk::app::RunPlan {
+        db: dir.join("bench.db"),
+        source,
+        base_url: Some(base_url),
+        concurrency: Some(concurrency),
+        rate: Some(rate.into()),
+        max_attempts: Some(8),
+        timeout: std::time::Duration::from_secs(60),
+        progress: webex_bulk::progress::Mode::None,
+        home: dir.join("home"),
+        profile: "default".into(),
+        env: sim_env(),
+    }
+}
+
+/// Queues `csv` as a new run (the ingest is not what these benchmarks time).
+pub fn queue(dir: &Path, csv: &Path) -> i64 {
+    let mut store = webex_bulk::store::Store::open(&dir.join("bench.db")).unwrap();
+    let options = serde_json::json!({});
+    let opts = webex_bulk::ingest::IngestOptions {
+        encoding: webex_bulk::csvin::Encoding::Utf8,
+        strict: false,
+        max_rows: None,
+        new_run: true,
+        options: &options,
+        now: chrono::Utc::now(),
+    };
+    webex_bulk::ingest::ingest(&mut store, csv, &opts, |_| {})
+        .unwrap()
+        .0
+}

@@ -146,6 +146,9 @@ pub async fn run(
         while let Some(done) = workers.try_join_next() {
             reap(done)?;
         }
+        if let Some(why) = s.writer.failure() {
+            return Err(EngineError::Store(StoreError::Corrupt(why)));
+        }
         if let Some(why) = s.auth_failure() {
             stop = Some(Stop::AuthFailed(why));
             break;
@@ -210,6 +213,12 @@ pub async fn run(
             workers.abort_all();
         }
     }
+    // A barrier: commands run in order, so every recorded result is
+    // committed once this answers.
+    s.writer.counts(s.run_id).await?;
+    if let Some(why) = s.writer.failure() {
+        return Err(EngineError::Store(StoreError::Corrupt(why)));
+    }
     if let Some(why) = s.auth_failure() {
         return Ok(Stop::AuthFailed(why));
     }
@@ -243,15 +252,7 @@ enum Step<T> {
 async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
     let was_retrying = row.failures + row.throttled > 0;
     let mut log = Vec::new();
-    let outcome = match serde_json::from_str::<MeetingRequest>(&row.request) {
-        Ok(req) => meeting(s, &row, &req, &mut log).await,
-        Err(e) => Outcome::Failed {
-            status: None,
-            error: format!("the queued request is unreadable: {e}"),
-            tracking_id: None,
-            reconcile: false,
-        },
-    };
+    let outcome = meeting(s, &row, &mut log).await;
     let now_retrying = matches!(
         outcome,
         Outcome::Retry {
@@ -277,20 +278,28 @@ async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
     }
     t.retrying
         .fetch_add(now_retrying as i64 - was_retrying as i64, Ordering::Relaxed);
-    s.writer.complete(s.run_id, row.line, outcome, log).await
+    // Into the next group commit; the slot is free at once (see `Writer::record`).
+    s.writer.record(s.run_id, row.line, outcome, log)
 }
 
 /// Exactly once: look first when an earlier create may have happened, then create.
-async fn meeting(
-    s: &Shared,
-    row: &Claimed,
-    req: &MeetingRequest,
-    log: &mut Vec<Attempt>,
-) -> Outcome {
-    let tag = req.integration_tags.first().cloned().unwrap_or_default();
+async fn meeting(s: &Shared, row: &Claimed, log: &mut Vec<Attempt>) -> Outcome {
     let mut first = true;
     if row.reconcile {
-        match lookup(s, row, req, &tag, log).await {
+        // Only a lookup needs the request's fields; a create sends the stored body as is.
+        let req = match serde_json::from_str::<MeetingRequest>(&row.request) {
+            Ok(req) => req,
+            Err(e) => {
+                return Outcome::Failed {
+                    status: None,
+                    error: format!("the queued request is unreadable: {e}"),
+                    tracking_id: None,
+                    reconcile: true,
+                }
+            }
+        };
+        let tag = req.integration_tags.first().cloned().unwrap_or_default();
+        match lookup(s, row, &req, &tag, log).await {
             Step::Done(Some(found)) => {
                 return Outcome::Succeeded {
                     created: found,

@@ -133,12 +133,20 @@ CREATE TABLE IF NOT EXISTS rows (
     result_id      TEXT,                    -- meeting id
     result_number  TEXT,                    -- meeting number
     result_link    TEXT,                    -- web link
-    request        TEXT,                    -- JSON body to send (NULL for invalid rows)
-    original       TEXT NOT NULL,           -- JSON array: the row's cells as read
     updated_at     INTEGER NOT NULL,
     PRIMARY KEY (run_id, line)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS rows_due ON rows(run_id, state, next_at);
+-- What a row says, written once at ingest. Kept apart from `rows` so that the
+-- state changes of a run rewrite small pages, not the requests' text.
+CREATE TABLE IF NOT EXISTS row_data (
+    run_id         INTEGER NOT NULL,
+    line           INTEGER NOT NULL,
+    request        TEXT,                    -- JSON body to send (NULL for invalid rows)
+    original       TEXT NOT NULL,           -- JSON array: the row's cells as read
+    PRIMARY KEY (run_id, line)
+) WITHOUT ROWID;
+-- Only pending rows are in it: a claim takes a row out, a success never touches it.
+CREATE INDEX IF NOT EXISTS rows_pending ON rows(run_id, next_at, line) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS attempts (
     id           INTEGER PRIMARY KEY,
     run_id       INTEGER NOT NULL,
@@ -429,11 +437,11 @@ impl Store {
         mut f: impl FnMut(ReportRow) -> std::io::Result<()>,
     ) -> Result<()> {
         let sql = if failed_only {
-            "SELECT line, original, state, attempts, last_status, error, tracking_id, result_id, result_number, result_link
-             FROM rows WHERE run_id = ?1 AND state IN ('failed', 'invalid') ORDER BY line"
+            "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link
+             FROM rows r JOIN row_data d USING (run_id, line) WHERE r.run_id = ?1 AND r.state IN ('failed', 'invalid') ORDER BY r.line"
         } else {
-            "SELECT line, original, state, attempts, last_status, error, tracking_id, result_id, result_number, result_link
-             FROM rows WHERE run_id = ?1 ORDER BY line"
+            "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link
+             FROM rows r JOIN row_data d USING (run_id, line) WHERE r.run_id = ?1 ORDER BY r.line"
         };
         let mut stmt = self.conn.prepare(sql)?;
         let mut rows = stmt.query([run_id])?;
@@ -574,18 +582,14 @@ impl Ingest<'_> {
             "invalid"
         };
         let original = serde_json::to_string(original).expect("strings serialize");
-        let mut stmt = self.tx.prepare_cached(
-            "INSERT INTO rows (run_id, line, state, request, original, error, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        stmt.execute(params![
-            self.run_id,
-            line as i64,
-            state,
-            request,
-            original,
-            error,
-            self.now
-        ])?;
+        self.tx
+            .prepare_cached("INSERT INTO rows (run_id, line, state, error, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![self.run_id, line as i64, state, error, self.now])?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO row_data (run_id, line, request, original) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![self.run_id, line as i64, request, original])?;
         Ok(())
     }
 
@@ -637,7 +641,8 @@ enum Command {
         line: i64,
         outcome: Outcome,
         attempts: Vec<Attempt>,
-        reply: tokio::sync::oneshot::Sender<Result<()>>,
+        /// `None`: nobody waits; a failure is kept for [`Writer::failure`].
+        reply: Option<tokio::sync::oneshot::Sender<Result<()>>>,
     },
     Counts {
         run_id: i64,
@@ -665,6 +670,8 @@ enum Command {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Command>,
+    /// The first error of a command nobody waited for.
+    failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The most commands one group commit takes.
@@ -673,11 +680,13 @@ const MAX_BATCH: usize = 512;
 impl Writer {
     fn spawn(store: Store) -> Writer {
         let (tx, rx) = mpsc::channel::<Command>();
+        let failure = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let slot = failure.clone();
         std::thread::Builder::new()
             .name("webex-bulk-store".into())
-            .spawn(move || writer_loop(store, rx))
+            .spawn(move || writer_loop(store, rx, slot))
             .expect("spawn the store thread");
-        Writer { tx }
+        Writer { tx, failure }
     }
 
     async fn ask<T>(
@@ -716,9 +725,38 @@ impl Writer {
             line,
             outcome,
             attempts,
-            reply,
+            reply: Some(reply),
         })
         .await
+    }
+
+    /// Records how a claimed row's attempt ended without waiting for the
+    /// commit: it goes into the next group commit (milliseconds). Commands
+    /// are carried out in order, so anything asked later sees it. Should the
+    /// process die before that commit, the row is still `in_flight` and is
+    /// looked up on resume, never sent again blindly. A failure to write is
+    /// kept for [`Writer::failure`].
+    pub fn record(
+        &self,
+        run_id: i64,
+        line: i64,
+        outcome: Outcome,
+        attempts: Vec<Attempt>,
+    ) -> Result<()> {
+        self.tx
+            .send(Command::Complete {
+                run_id,
+                line,
+                outcome,
+                attempts,
+                reply: None,
+            })
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// The first failure of a [`Writer::record`], if any.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("writer failure").clone()
     }
 
     /// Row counts by state.
@@ -750,13 +788,17 @@ impl Writer {
     }
 }
 
+/// Where the writer keeps the first error of a command nobody waited for.
+type FailureSlot = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
 /// Answers a batch gets once its transaction is settled.
 enum Reply {
     Claim(
         tokio::sync::oneshot::Sender<Result<Vec<Claimed>>>,
         Result<Vec<Claimed>>,
     ),
-    Unit(tokio::sync::oneshot::Sender<Result<()>>, Result<()>),
+    /// `None`: nobody waits; an error goes to the failure slot.
+    Unit(Option<tokio::sync::oneshot::Sender<Result<()>>>, Result<()>),
     Counts(tokio::sync::oneshot::Sender<Result<Counts>>, Result<Counts>),
     NextDue(
         tokio::sync::oneshot::Sender<Result<Option<i64>>>,
@@ -765,26 +807,36 @@ enum Reply {
 }
 
 impl Reply {
-    fn fail(self, message: &str) {
+    fn fail(self, message: &str, failure: &FailureSlot) {
         let err = || StoreError::Corrupt(message.to_owned());
         match self {
             Reply::Claim(s, _) => drop(s.send(Err(err()))),
-            Reply::Unit(s, _) => drop(s.send(Err(err()))),
+            Reply::Unit(Some(s), _) => drop(s.send(Err(err()))),
+            Reply::Unit(None, _) => keep_failure(failure, message.to_owned()),
             Reply::Counts(s, _) => drop(s.send(Err(err()))),
             Reply::NextDue(s, _) => drop(s.send(Err(err()))),
         }
     }
-    fn send(self) {
+    fn send(self, failure: &FailureSlot) {
         match self {
             Reply::Claim(s, r) => drop(s.send(r)),
-            Reply::Unit(s, r) => drop(s.send(r)),
+            Reply::Unit(Some(s), r) => drop(s.send(r)),
+            Reply::Unit(None, Err(e)) => keep_failure(failure, e.to_string()),
+            Reply::Unit(None, Ok(())) => {}
             Reply::Counts(s, r) => drop(s.send(r)),
             Reply::NextDue(s, r) => drop(s.send(r)),
         }
     }
 }
 
-fn writer_loop(mut store: Store, rx: mpsc::Receiver<Command>) {
+fn keep_failure(failure: &FailureSlot, message: String) {
+    let mut slot = failure.lock().expect("writer failure");
+    if slot.is_none() {
+        *slot = Some(message);
+    }
+}
+
+fn writer_loop(mut store: Store, rx: mpsc::Receiver<Command>, failure: FailureSlot) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -798,17 +850,17 @@ fn writer_loop(mut store: Store, rx: mpsc::Receiver<Command>) {
             Err(e) => {
                 let msg = format!("cannot start a transaction: {e}");
                 for cmd in batch {
-                    reply_of(cmd).fail(&msg);
+                    reply_of(cmd).fail(&msg, &failure);
                 }
                 continue;
             }
         };
         let replies: Vec<Reply> = batch.into_iter().map(|cmd| execute(&tx, cmd)).collect();
         match tx.commit() {
-            Ok(()) => replies.into_iter().for_each(Reply::send),
+            Ok(()) => replies.into_iter().for_each(|r| r.send(&failure)),
             Err(e) => {
                 let msg = format!("cannot commit to the database: {e}");
-                replies.into_iter().for_each(|r| r.fail(&msg));
+                replies.into_iter().for_each(|r| r.fail(&msg, &failure));
             }
         }
     }
@@ -817,9 +869,8 @@ fn writer_loop(mut store: Store, rx: mpsc::Receiver<Command>) {
 fn reply_of(cmd: Command) -> Reply {
     match cmd {
         Command::Claim { reply, .. } => Reply::Claim(reply, Ok(Vec::new())),
-        Command::Complete { reply, .. } | Command::SetRunState { reply, .. } => {
-            Reply::Unit(reply, Ok(()))
-        }
+        Command::Complete { reply, .. } => Reply::Unit(reply, Ok(())),
+        Command::SetRunState { reply, .. } => Reply::Unit(Some(reply), Ok(())),
         Command::Counts { reply, .. } => Reply::Counts(reply, Ok(Counts::default())),
         Command::NextDue { reply, .. } => Reply::NextDue(reply, Ok(None)),
     }
@@ -856,7 +907,7 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
             message,
             reply,
         } => Reply::Unit(
-            reply,
+            Some(reply),
             set_run_state(tx, run_id, state, exit_code, message.as_deref()),
         ),
     }
@@ -864,8 +915,9 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
 
 fn claim(tx: &Transaction<'_>, run_id: i64, now: i64, limit: usize) -> Result<Vec<Claimed>> {
     let mut select = tx.prepare_cached(
-        "SELECT line, request, reconcile, attempts, failures, throttled FROM rows
-         WHERE run_id = ?1 AND state = 'pending' AND next_at <= ?2 ORDER BY next_at, line LIMIT ?3",
+        "SELECT r.line, d.request, r.reconcile, r.attempts, r.failures, r.throttled
+         FROM rows r JOIN row_data d USING (run_id, line)
+         WHERE r.run_id = ?1 AND r.state = 'pending' AND r.next_at <= ?2 ORDER BY r.next_at, r.line LIMIT ?3",
     )?;
     let claimed = select
         .query_map(params![run_id, now, limit as i64], |r| {
@@ -1052,6 +1104,31 @@ mod tests {
             vec![(3, true), (4, false)]
         );
         assert_eq!(other.attempts(run, 3).unwrap()[0].action, "interrupted");
+    }
+
+    #[tokio::test]
+    async fn recorded_results_are_committed_before_anything_asked_later() {
+        let (_dir, store, run) = store_with_rows(3);
+        let writer = store.into_writer();
+        let claimed = writer.claim(run, now_ms(), 3).await.unwrap();
+        for c in &claimed {
+            let created = Created {
+                id: format!("m{}", c.line),
+                number: None,
+                link: None,
+            };
+            let outcome = Outcome::Succeeded {
+                created,
+                status: Some(200),
+                tracking_id: None,
+                note: None,
+            };
+            writer.record(run, c.line, outcome, vec![]).unwrap();
+        }
+        // No await on the records; the next question sees all of them.
+        let c = writer.counts(run).await.unwrap();
+        assert_eq!((c.succeeded, c.in_flight), (3, 0));
+        assert!(writer.failure().is_none());
     }
 
     #[tokio::test]

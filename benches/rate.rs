@@ -1,0 +1,66 @@
+//! Benchmark 3: riding the rate limit. The simulator allows 20 requests/s
+//! (429 with Retry-After: 1 beyond that); 1,000 rows with `--rate auto`.
+//! Prints the achieved rate as a share of the limit and the share of requests
+//! answered 429. `BENCH_ROWS` overrides the row count.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use webex_bulk::app::{execute, Source};
+use webex_bulk::sim::{self, SimConfig};
+
+const LIMIT: f64 = 20.0;
+
+fn main() {
+    let n = common::rows(1_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("meetings.csv");
+        common::write_meetings_csv(&csv, n);
+        let config = SimConfig {
+            rate_limit: Some(LIMIT),
+            retry_after_secs: 1,
+            latency: Duration::from_millis(20),
+            ..SimConfig::default()
+        };
+        let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        common::queue(dir.path(), &csv);
+        let plan = common::plan(
+            dir.path(),
+            Source::Resume {
+                run: None,
+                retry_failed: false,
+            },
+            sim.base_url(),
+            "auto",
+            8,
+        );
+        let started = Instant::now();
+        let result = execute(plan, std::future::pending()).await;
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(result.code, 0);
+        let stats = sim.stats();
+        assert_eq!(stats.creates as usize, n);
+        println!("bench rate: cores {}", common::cores());
+        println!("bench rate: rows {n}, server limit {LIMIT}/s, Retry-After 1 s");
+        println!("bench rate: seconds {secs:.1}");
+        println!(
+            "bench rate: achieved_share_of_limit {:.3}",
+            n as f64 / secs / LIMIT
+        );
+        println!(
+            "bench rate: share_answered_429 {:.4} ({} of {} requests; {} early)",
+            stats.rate_limited as f64 / stats.requests as f64,
+            stats.rate_limited,
+            stats.requests,
+            stats.early_requests
+        );
+    });
+}
