@@ -137,14 +137,14 @@ CREATE TABLE IF NOT EXISTS rows (
     PRIMARY KEY (run_id, line)
 ) WITHOUT ROWID;
 -- What a row says, written once at ingest. Kept apart from `rows` so that the
--- state changes of a run rewrite small pages, not the requests' text.
+-- state changes of a run rewrite small pages, not the requests' text. Its key
+-- is the rowid (run_id << 32) + line: rows are appended in order and found
+-- by rowid, and large rows stay out of a WITHOUT ROWID b-tree.
 CREATE TABLE IF NOT EXISTS row_data (
-    run_id         INTEGER NOT NULL,
-    line           INTEGER NOT NULL,
+    key            INTEGER PRIMARY KEY,     -- (run_id << 32) + line
     request        TEXT,                    -- JSON body to send (NULL for invalid rows)
-    original       TEXT NOT NULL,           -- JSON array: the row's cells as read
-    PRIMARY KEY (run_id, line)
-) WITHOUT ROWID;
+    original       TEXT NOT NULL            -- JSON array: the row's cells as read
+);
 -- Only pending rows are in it: a claim takes a row out, a success never touches it.
 CREATE INDEX IF NOT EXISTS rows_pending ON rows(run_id, next_at, line) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS attempts (
@@ -438,10 +438,10 @@ impl Store {
     ) -> Result<()> {
         let sql = if failed_only {
             "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link
-             FROM rows r JOIN row_data d USING (run_id, line) WHERE r.run_id = ?1 AND r.state IN ('failed', 'invalid') ORDER BY r.line"
+             FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line WHERE r.run_id = ?1 AND r.state IN ('failed', 'invalid') ORDER BY r.line"
         } else {
             "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link
-             FROM rows r JOIN row_data d USING (run_id, line) WHERE r.run_id = ?1 ORDER BY r.line"
+             FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line WHERE r.run_id = ?1 ORDER BY r.line"
         };
         let mut stmt = self.conn.prepare(sql)?;
         let mut rows = stmt.query([run_id])?;
@@ -587,7 +587,7 @@ impl Ingest<'_> {
             .execute(params![self.run_id, line as i64, state, error, self.now])?;
         self.tx
             .prepare_cached(
-                "INSERT INTO row_data (run_id, line, request, original) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO row_data (key, request, original) VALUES ((?1 << 32) + ?2, ?3, ?4)",
             )?
             .execute(params![self.run_id, line as i64, request, original])?;
         Ok(())
@@ -916,7 +916,7 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
 fn claim(tx: &Transaction<'_>, run_id: i64, now: i64, limit: usize) -> Result<Vec<Claimed>> {
     let mut select = tx.prepare_cached(
         "SELECT r.line, d.request, r.reconcile, r.attempts, r.failures, r.throttled
-         FROM rows r JOIN row_data d USING (run_id, line)
+         FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line
          WHERE r.run_id = ?1 AND r.state = 'pending' AND r.next_at <= ?2 ORDER BY r.next_at, r.line LIMIT ?3",
     )?;
     let claimed = select
