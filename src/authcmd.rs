@@ -100,13 +100,16 @@ fn who(p: &Person) -> String {
     )
 }
 
+/// The API client and the OAuth client secret, which every setup needs.
+fn client_and_secret(target: &TargetArgs) -> Result<(Client, SecretString), i32> {
+    let client = client_for(target)?;
+    let secret = read_secret("WEBEX_CLIENT_SECRET", "client secret")?;
+    Ok((client, secret))
+}
+
 async fn service_app(args: ServiceAppArgs) -> i32 {
-    let client = match client_for(&args.target) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let secret = match read_secret("WEBEX_CLIENT_SECRET", "client secret") {
-        Ok(s) => s,
+    let (client, secret) = match client_and_secret(&args.target) {
+        Ok(pair) => pair,
         Err(code) => return code,
     };
     let refresh = match read_secret("WEBEX_REFRESH_TOKEN", "refresh token") {
@@ -213,12 +216,8 @@ pub fn check_callback(
 }
 
 async fn login(args: LoginArgs) -> i32 {
-    let client = match client_for(&args.target) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let secret = match read_secret("WEBEX_CLIENT_SECRET", "client secret") {
-        Ok(s) => s,
+    let (client, secret) = match client_and_secret(&args.target) {
+        Ok(pair) => pair,
         Err(code) => return code,
     };
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await {
