@@ -104,7 +104,9 @@ pub fn queue(dir: &Path, csv: &Path) -> i64 {
         max_rows: None,
         new_run: true,
         options: &options,
-        now: chrono::Utc::now(),
+        job: webex_bulk::ingest::Job::Meetings {
+            now: chrono::Utc::now(),
+        },
     };
     webex_bulk::ingest::ingest(&mut store, csv, &opts, |_| {})
         .unwrap()

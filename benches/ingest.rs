@@ -27,7 +27,9 @@ fn main() {
         max_rows: None,
         new_run: false,
         options: &options,
-        now: chrono::Utc::now(),
+        job: webex_bulk::ingest::Job::Meetings {
+            now: chrono::Utc::now(),
+        },
     };
     let (_, scan) = ingest(&mut store, &csv, &opts, |p| {
         assert_ne!(p.severity, webex_bulk::csvin::Severity::Error, "{p:?}")

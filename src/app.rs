@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use crate::auth::{self, AuthError, CredentialStore, Credentials, EnvCredentials, TokenManager};
-use crate::cli::{Cli, Command, DbArg, ReportArgs, RunArgs, SimArgs, StatusArgs, ValidateArgs};
+use crate::cli::{
+    Cli, Command, DbArg, Kind, ReportArgs, RunArgs, SimArgs, StatusArgs, ValidateArgs,
+};
 use crate::csvin::{Encoding, Problem, Severity};
-use crate::engine::{self, Settings, Shared, Stop};
-use crate::ingest::{self, IngestError, IngestOptions};
+use crate::engine::{self, JobKind, Settings, Shared, Stop};
+use crate::ingest::{self, IngestError, IngestOptions, Job};
 use crate::progress::{self, Mode, Progress, Tally};
 use crate::rate::{parse_rate, Pacing, Rate};
 use crate::store::{Counts, RunInfo, RunState, Store};
@@ -46,7 +48,15 @@ pub fn main() -> i32 {
     };
     init_logging(cli.verbose);
     match cli.command {
-        Command::Validate(args) => validate(&args),
+        Command::Validate(args) => match args.kind {
+            Kind::Meetings => validate(
+                &args,
+                Job::Meetings {
+                    now: chrono::Utc::now(),
+                },
+            ),
+            Kind::Users => with_runtime(|| validate_users(args)),
+        },
         Command::Status(args) => status(&args),
         Command::Report(args) => report(&args),
         Command::Run(args) => with_runtime(|| run(args)),
@@ -101,13 +111,45 @@ fn print_problem(path: &Path, p: &Problem) {
     eprintln!("{}", p.display(path));
 }
 
-fn validate(args: &ValidateArgs) -> i32 {
-    let now = chrono::Utc::now();
+/// `validate users`: the one request it sends is `GET /v1/licenses`, to check license names.
+async fn validate_users(args: ValidateArgs) -> i32 {
+    let base = args
+        .base_url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+    let base = match check_base_url(&base) {
+        Ok(b) => b,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let store = CredentialStore::new(&auth::home_dir());
+    let stored = match store.load(&args.profile) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let creds = auth::resolve(EnvCredentials::from_env(), stored);
+    if creds.access_token.is_none() && creds.refresh_token.is_none() {
+        return fail(EXIT_USAGE, "validate users lists the org's licenses and needs credentials: set WEBEX_ACCESS_TOKEN (or run `webex-bulk auth service-app`)");
+    }
+    let client = Client::new(base, Duration::from_secs(60));
+    let tokens = TokenManager::new(creds, client.clone(), store, &args.profile);
+    let licenses = match list_licenses(&client, &tokens).await {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    validate(
+        &args,
+        Job::Users {
+            licenses: &licenses,
+        },
+    )
+}
+
+fn validate(args: &ValidateArgs, job: Job<'_>) -> i32 {
     let mut errors = 0u64;
-    let result = ingest::scan(
+    let result = ingest::scan_job(
         &args.file,
         args.encoding,
-        now,
+        job,
         |_, _, _| Ok(()),
         |p| {
             if p.severity == Severity::Error {
@@ -288,6 +330,7 @@ pub struct RunPlan {
 /// What a run works on.
 pub enum Source {
     File {
+        kind: Kind,
         path: PathBuf,
         encoding: Encoding,
         strict: bool,
@@ -322,6 +365,7 @@ async fn run(args: RunArgs) -> i32 {
             }
         }
         None => Source::File {
+            kind: args.kind.expect("clap requires KIND without --resume"),
             path: args
                 .file
                 .clone()
@@ -416,9 +460,12 @@ async fn execute_inner(
 
     // The run: a new one from a file, or one to continue.
     let stored_options;
-    let creds;
+    let (client, tokens);
+    let kind;
+    let license_names;
     let run_id = match &plan.source {
         Source::File {
+            kind: file_kind,
             path,
             encoding,
             strict,
@@ -427,8 +474,22 @@ async fn execute_inner(
         } => {
             // Everything is checked before anything is queued.
             let options = Effective::of(&plan, &serde_json::Value::Null);
-            options.check()?;
-            creds = credentials(&plan)?;
+            let (base, _) = options.check()?;
+            (client, tokens) = connect(&plan, base)?;
+            let licenses = match file_kind {
+                Kind::Users => list_licenses(&client, &tokens).await?,
+                Kind::Meetings => Vec::new(),
+            };
+            license_names = crate::onboard::license_names(&licenses);
+            let job = match file_kind {
+                Kind::Meetings => Job::Meetings {
+                    now: chrono::Utc::now(),
+                },
+                Kind::Users => Job::Users {
+                    licenses: &licenses,
+                },
+            };
+            kind = JobKind::of(job.kind());
             let options = options.to_json();
             let opts = IngestOptions {
                 encoding: *encoding,
@@ -436,7 +497,7 @@ async fn execute_inner(
                 max_rows: *max_rows,
                 new_run: *new_run,
                 options: &options,
-                now: chrono::Utc::now(),
+                job,
             };
             const SHOWN: usize = 50;
             let mut shown = 0usize;
@@ -491,7 +552,15 @@ async fn execute_inner(
                     counts,
                 });
             }
-            creds = credentials(&plan)?;
+            let (base, _) = Effective::of(&plan, &info.options).check()?;
+            (client, tokens) = connect(&plan, base)?;
+            kind = JobKind::of(&info.kind);
+            license_names = match kind {
+                JobKind::Users => {
+                    crate::onboard::license_names(&list_licenses(&client, &tokens).await?)
+                }
+                JobKind::Meetings => Default::default(),
+            };
             let reopened = store
                 .prepare_resume(info.id, *retry_failed)
                 .map_err(|e| fail(EXIT_USAGE, e))?;
@@ -512,7 +581,7 @@ async fn execute_inner(
     };
 
     let options = Effective::of(&plan, &stored_options);
-    let (base, rate) = options.check()?;
+    let (_, rate) = options.check()?;
     let settings = Settings {
         concurrency: options.concurrency,
         max_attempts: options.max_attempts,
@@ -520,13 +589,6 @@ async fn execute_inner(
     };
 
     let counts = store.counts(run_id).map_err(|e| fail(EXIT_USAGE, e))?;
-    let client = Client::new(base, plan.timeout);
-    let tokens = Arc::new(TokenManager::new(
-        creds,
-        client.clone(),
-        CredentialStore::new(&plan.home),
-        &plan.profile,
-    ));
     let tally = Arc::new(Tally::default());
     tally
         .succeeded
@@ -539,6 +601,8 @@ async fn execute_inner(
     let writer = store.into_writer();
     let shared = Arc::new(Shared {
         run_id,
+        kind,
+        license_names,
         writer: writer.clone(),
         client,
         tokens,
@@ -691,6 +755,48 @@ impl Effective {
             "max_attempts": self.max_attempts,
         })
     }
+}
+
+/// The API client and the run's one token manager.
+fn connect(plan: &RunPlan, base: url::Url) -> Result<(Client, Arc<TokenManager>), i32> {
+    let creds = credentials(plan)?;
+    let client = Client::new(base, plan.timeout);
+    let tokens = TokenManager::new(
+        creds,
+        client.clone(),
+        CredentialStore::new(&plan.home),
+        &plan.profile,
+    );
+    Ok((client, Arc::new(tokens)))
+}
+
+/// The org's licenses (`GET /v1/licenses`), listed once per run: user rows
+/// name them. A 401 gets the one refresh.
+pub async fn list_licenses(
+    client: &Client,
+    tokens: &TokenManager,
+) -> Result<Vec<crate::users::License>, i32> {
+    let (token, generation) = tokens.ensure().await.map_err(|e| fail(EXIT_AUTH, e))?;
+    let first = client.licenses(&token).await;
+    let answer = match first {
+        Err(e) if e.is_unauthorized() => {
+            tokens
+                .refresh_after(generation)
+                .await
+                .map_err(|e| fail(EXIT_AUTH, e))?;
+            let (token, _) = tokens
+                .current()
+                .ok_or_else(|| fail(EXIT_AUTH, "no access token"))?;
+            client.licenses(&token).await
+        }
+        other => other,
+    };
+    answer.map(|a| a.value).map_err(|e| {
+        fail(
+            EXIT_USAGE,
+            format!("cannot list the org's licenses (needed to check license names): {e}"),
+        )
+    })
 }
 
 fn credentials(plan: &RunPlan) -> Result<Credentials, i32> {

@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Kind {
     /// Schedule meetings (POST /v1/meetings), on behalf of their hosts.
     Meetings,
+    /// Create or update people and assign or remove licenses (our CSV or a Control Hub export).
+    Users,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +189,12 @@ pub struct ValidateArgs {
     /// The file's encoding.
     #[arg(long, value_enum, default_value = "utf-8")]
     pub encoding: Encoding,
+    /// users: the Webex API to list the org's licenses from (sends only that GET).
+    #[arg(long, env = "WEBEX_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// users: the credential profile to list the licenses with.
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    pub profile: String,
 }
 
 #[derive(Debug, Args)]

@@ -121,6 +121,7 @@ pub async fn demo(args: DemoArgs) -> i32 {
     let plan = RunPlan {
         db: db.clone(),
         source: Source::File {
+            kind: crate::cli::Kind::Meetings,
             path: sample,
             encoding: crate::csvin::Encoding::Utf8,
             strict: false,

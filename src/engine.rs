@@ -71,10 +71,31 @@ pub enum EngineError {
     Worker(String),
 }
 
+/// What the rows of a run are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    Meetings,
+    Users,
+}
+
+impl JobKind {
+    /// From the name a run records.
+    pub fn of(name: &str) -> JobKind {
+        match name {
+            "users" => JobKind::Users,
+            _ => JobKind::Meetings,
+        }
+    }
+}
+
 /// Everything the workers share.
 pub struct Shared {
     /// The run being carried out.
     pub run_id: i64,
+    /// What its rows are.
+    pub kind: JobKind,
+    /// License id → the label reports show (users runs).
+    pub license_names: std::collections::HashMap<String, String>,
     /// The queue.
     pub writer: Writer,
     /// Webex.
@@ -252,7 +273,10 @@ enum Step<T> {
 async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
     let was_retrying = row.failures + row.throttled > 0;
     let mut log = Vec::new();
-    let outcome = meeting(s, &row, &mut log).await;
+    let outcome = match s.kind {
+        JobKind::Meetings => meeting(s, &row, &mut log).await,
+        JobKind::Users => crate::onboard::person(s, &row, &mut log).await,
+    };
     let now_retrying = matches!(
         outcome,
         Outcome::Retry {
@@ -343,6 +367,7 @@ async fn meeting(s: &Shared, row: &Claimed, log: &mut Vec<Attempt>) -> Outcome {
                     id: answer.value.id,
                     number: answer.value.meeting_number,
                     link: answer.value.web_link,
+                    extra: None,
                 },
                 status: Some(answer.status),
                 tracking_id: answer.tracking_id,
@@ -423,6 +448,7 @@ async fn lookup(
                 id: m.id,
                 number: m.meeting_number,
                 link: m.web_link,
+                extra: None,
             }))
         }
         Err(e) => {
@@ -436,7 +462,7 @@ async fn lookup(
     }
 }
 
-fn attempt_for_error(
+pub(crate) fn attempt_for_error(
     action: &'static str,
     started: i64,
     e: &ApiError,
@@ -465,7 +491,7 @@ fn attempt_for_error(
 
 /// Decides what an API error means for the row. `uncertain`: the request
 /// may have been carried out, so look before sending it again.
-async fn on_error(
+pub(crate) async fn on_error(
     s: &Shared,
     row: &Claimed,
     generation: u64,
@@ -554,7 +580,7 @@ async fn on_error(
 
 /// A 401: one shared refresh, then the row goes again; or, when the refresh
 /// is refused, the run stops for a person to fix the credentials.
-async fn auth_outcome(
+pub(crate) async fn auth_outcome(
     s: &Shared,
     row: &Claimed,
     generation: u64,

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::csvin::{CsvFile, Encoding, Problem, ReadError, Severity};
 use crate::meetings::{parse_row, Layout, MeetingRequest, QuotaCounter};
 use crate::store::{NewRun, RunInfo, Store, StoreError};
+use crate::users::{self, License, UnitCounter, UserChange};
 
 /// Why a file was not queued.
 #[derive(Debug, thiserror::Error)]
@@ -65,31 +66,137 @@ pub struct Scan {
     pub sha256: String,
 }
 
-/// Reads and checks every row. `on_row` gets each row's cells and its
-/// request (or its problems); `on_problem` gets every problem and warning
-/// as it is found (so nothing accumulates in memory).
-pub fn scan(
+/// What kind of rows a file holds, with what checking them needs.
+#[derive(Clone, Copy, Debug)]
+pub enum Job<'a> {
+    /// Meetings; "in the past" is judged against `now`.
+    Meetings { now: DateTime<Utc> },
+    /// People and licenses; names resolve against the org's `licenses`.
+    Users { licenses: &'a [License] },
+}
+
+impl Job<'_> {
+    /// The kind's name, as runs record it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::Meetings { .. } => "meetings",
+            Job::Users { .. } => "users",
+        }
+    }
+}
+
+/// A checked row, ready to be queued.
+#[derive(Clone, Debug)]
+pub enum RowRequest {
+    Meeting(MeetingRequest),
+    User(UserChange),
+}
+
+/// The header of a file, mapped for its kind.
+enum Mapped<'a> {
+    Meetings {
+        layout: Box<Layout>,
+        quota: QuotaCounter,
+        now: DateTime<Utc>,
+    },
+    Users {
+        layout: users::Layout,
+        units: UnitCounter,
+        licenses: &'a [License],
+    },
+}
+
+impl Mapped<'_> {
+    fn width(&self) -> usize {
+        match self {
+            Mapped::Meetings { layout, .. } => layout.width,
+            Mapped::Users { layout, .. } => layout.width,
+        }
+    }
+
+    fn parse(
+        &mut self,
+        fields: &[String],
+        line: u64,
+        warnings: &mut Vec<Problem>,
+    ) -> Result<RowRequest, Vec<Problem>> {
+        match self {
+            Mapped::Meetings { layout, quota, now } => {
+                parse_row(layout, fields, line, *now, warnings).map(|req| {
+                    quota.add(&req.host_email);
+                    RowRequest::Meeting(req)
+                })
+            }
+            Mapped::Users {
+                layout,
+                units,
+                licenses,
+            } => users::parse_row(layout, fields, line, licenses).map(|change| {
+                units.add(&change);
+                RowRequest::User(change)
+            }),
+        }
+    }
+
+    fn finish(&self) -> Vec<Problem> {
+        match self {
+            Mapped::Meetings { quota, .. } => quota.warnings(),
+            Mapped::Users {
+                units, licenses, ..
+            } => units.warnings(licenses),
+        }
+    }
+}
+
+/// Reads and checks every row of a `job` file. `on_row` gets each row's
+/// cells and its request (or its problems); `on_problem` gets every problem
+/// and warning as it is found (so nothing accumulates in memory).
+pub fn scan_job(
     path: &Path,
     encoding: Encoding,
-    now: DateTime<Utc>,
-    mut on_row: impl FnMut(
-        u64,
-        &[String],
-        Result<MeetingRequest, &[Problem]>,
-    ) -> Result<(), IngestError>,
+    job: Job<'_>,
+    mut on_row: impl FnMut(u64, &[String], Result<RowRequest, &[Problem]>) -> Result<(), IngestError>,
     mut on_problem: impl FnMut(&Problem),
 ) -> Result<Scan, IngestError> {
     let mut file = CsvFile::open(path, encoding)?;
     let header = file.headers().to_vec();
-    let layout = Layout::from_headers(&header).map_err(|problems| IngestError::Header {
+    let header_error = |problems| IngestError::Header {
         path: path.to_owned(),
         problems,
-    })?;
-    if !layout.unknown.is_empty() {
+    };
+    let (mut mapped, ignored, what) = match job {
+        Job::Meetings { now } => {
+            let layout = Layout::from_headers(&header).map_err(header_error)?;
+            let ignored = layout.unknown.clone();
+            (
+                Mapped::Meetings {
+                    layout: Box::new(layout),
+                    quota: QuotaCounter::default(),
+                    now,
+                },
+                ignored,
+                "meeting fields",
+            )
+        }
+        Job::Users { licenses } => {
+            let layout = users::Layout::from_headers(&header, licenses).map_err(header_error)?;
+            let ignored = layout.ignored.clone();
+            (
+                Mapped::Users {
+                    layout,
+                    units: UnitCounter::default(),
+                    licenses,
+                },
+                ignored,
+                "person fields or licenses of this org",
+            )
+        }
+    };
+    if !ignored.is_empty() {
         on_problem(
             &Problem::line(
                 1,
-                format!("ignoring column(s) that are not meeting fields: {}", layout.unknown.join(", ")),
+                format!("ignoring column(s) that are not {what}: {}", ignored.join(", ")),
                 "nothing to do if they are notes or report columns; check the spelling if one should be a field",
             )
             .warning(),
@@ -99,16 +206,14 @@ pub fn scan(
         header,
         ..Scan::default()
     };
-    let mut quota = QuotaCounter::default();
-    let mut fields = Vec::with_capacity(layout.width);
+    let mut fields = Vec::with_capacity(mapped.width());
     let mut warnings = Vec::new();
     while let Some(line) = file.next_record(&mut fields)? {
         scan.rows += 1;
         warnings.clear();
-        match parse_row(&layout, &fields, line, now, &mut warnings) {
+        match mapped.parse(&fields, line, &mut warnings) {
             Ok(req) => {
                 scan.valid += 1;
-                quota.add(&req.host_email);
                 on_row(line, &fields, Ok(req))?;
             }
             Err(problems) => {
@@ -120,12 +225,37 @@ pub fn scan(
         scan.warnings += warnings.len() as u64;
         warnings.iter().for_each(&mut on_problem);
     }
-    for w in quota.warnings() {
+    for w in mapped.finish() {
         scan.warnings += 1;
         on_problem(&w);
     }
     scan.sha256 = file.sha256_hex();
     Ok(scan)
+}
+
+/// [`scan_job`] for a meetings file.
+pub fn scan(
+    path: &Path,
+    encoding: Encoding,
+    now: DateTime<Utc>,
+    mut on_row: impl FnMut(
+        u64,
+        &[String],
+        Result<MeetingRequest, &[Problem]>,
+    ) -> Result<(), IngestError>,
+    on_problem: impl FnMut(&Problem),
+) -> Result<Scan, IngestError> {
+    scan_job(
+        path,
+        encoding,
+        Job::Meetings { now },
+        |line, fields, result| match result {
+            Ok(RowRequest::Meeting(req)) => on_row(line, fields, Ok(req)),
+            Ok(RowRequest::User(_)) => unreachable!("a meetings scan yields meetings"),
+            Err(problems) => on_row(line, fields, Err(problems)),
+        },
+        on_problem,
+    )
 }
 
 /// The integration tag that identifies a row of a run, in Webex.
@@ -144,8 +274,8 @@ pub struct IngestOptions<'a> {
     pub new_run: bool,
     /// The run's options, recorded with it.
     pub options: &'a serde_json::Value,
-    /// The time against which "in the past" is judged.
-    pub now: DateTime<Utc>,
+    /// What the rows are (and what checking them needs).
+    pub job: Job<'a>,
 }
 
 /// The short reason an invalid row is stored with.
@@ -170,17 +300,18 @@ pub fn ingest(
 ) -> Result<(i64, Scan), IngestError> {
     let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let source = source.to_string_lossy().into_owned();
+    let kind = opts.job.kind();
     let mut ingest = store.begin_ingest(&NewRun {
-        kind: "meetings",
+        kind,
         source_path: &source,
         options: opts.options,
     })?;
     let uid = ingest.uid().to_owned();
     let mut count = 0u64;
-    let scan = scan(
+    let scan = scan_job(
         path,
         opts.encoding,
-        opts.now,
+        opts.job,
         |line, fields, result| {
             count += 1;
             if let Some(max) = opts.max_rows {
@@ -192,9 +323,13 @@ pub fn ingest(
                 }
             }
             match result {
-                Ok(mut req) => {
+                Ok(RowRequest::Meeting(mut req)) => {
                     req.integration_tags = vec![integration_tag(&uid, line)];
                     let body = serde_json::to_string(&req).expect("a request serializes");
+                    ingest.add_row(line, fields, Some(&body), None)?;
+                }
+                Ok(RowRequest::User(change)) => {
+                    let body = serde_json::to_string(&change).expect("a change serializes");
                     ingest.add_row(line, fields, Some(&body), None)?;
                 }
                 Err(problems) => {
@@ -212,7 +347,7 @@ pub fn ingest(
         });
     }
     if !opts.new_run {
-        if let Some((earlier, counts)) = ingest.find_previous("meetings", &scan.sha256)? {
+        if let Some((earlier, counts)) = ingest.find_previous(kind, &scan.sha256)? {
             return Err(IngestError::Duplicate(Box::new(earlier), counts));
         }
     }

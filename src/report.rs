@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::io::Write;
 
 use crate::csvin::normalize_header;
-use crate::store::{RunInfo, Store, StoreError};
+use crate::store::{ReportRow, RunInfo, Store, StoreError};
 
-/// The columns the report adds after the file's own.
+/// The columns the report adds after the file's own, for a meetings run.
 pub const RESULT_COLUMNS: [&str; 9] = [
     "line",
     "status",
@@ -19,6 +19,68 @@ pub const RESULT_COLUMNS: [&str; 9] = [
     "web_link",
 ];
 
+/// The same for a users run.
+pub const USER_RESULT_COLUMNS: [&str; 10] = [
+    "line",
+    "status",
+    "attempts",
+    "http_status",
+    "error",
+    "tracking_id",
+    "person_id",
+    "action",
+    "licenses_before",
+    "licenses_after",
+];
+
+/// The result columns of a run of `kind`.
+pub fn result_columns(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "users" => &USER_RESULT_COLUMNS,
+        _ => &RESULT_COLUMNS,
+    }
+}
+
+/// A users row's licenses before and after, each as `A; B`.
+fn licenses(extra: Option<&str>) -> (String, String) {
+    let v: serde_json::Value = extra
+        .and_then(|e| serde_json::from_str(e).ok())
+        .unwrap_or_default();
+    let list = |key: &str| {
+        v[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default()
+    };
+    (list("before"), list("after"))
+}
+
+fn result_cells(kind: &str, row: &ReportRow) -> Vec<String> {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let mut cells = vec![
+        row.line.to_string(),
+        row.state.clone(),
+        row.attempts.to_string(),
+        row.http_status.map(|s| s.to_string()).unwrap_or_default(),
+        text(&row.error),
+        text(&row.tracking_id),
+        text(&row.result_id),
+        text(&row.result_number),
+    ];
+    if kind == "users" {
+        let (before, after) = licenses(row.result_extra.as_deref());
+        cells.extend([before, after]);
+    } else {
+        cells.push(text(&row.result_link));
+    }
+    cells
+}
+
 /// Writes the report of `run` as CSV. With `failed_only`, only failed and
 /// invalid rows: correct them in a spreadsheet and run the file again (the
 /// result columns are ignored on input). Returns how many rows were written.
@@ -28,15 +90,16 @@ pub fn write_report(
     failed_only: bool,
     out: impl Write,
 ) -> Result<u64, StoreError> {
+    let columns = result_columns(&run.kind);
     // A report fed back in and reported again would repeat our columns.
-    let ours: HashSet<String> = RESULT_COLUMNS.iter().map(|c| normalize_header(c)).collect();
+    let ours: HashSet<String> = columns.iter().map(|c| normalize_header(c)).collect();
     let keep: Vec<usize> = (0..run.header.len())
         .filter(|i| !ours.contains(&normalize_header(&run.header[*i])))
         .collect();
     let mut w = csv::Writer::from_writer(out);
     let io = |e: csv::Error| StoreError::Corrupt(format!("cannot write the report: {e}"));
     let mut head: Vec<&str> = keep.iter().map(|i| run.header[*i].as_str()).collect();
-    head.extend(RESULT_COLUMNS);
+    head.extend(columns);
     w.write_record(&head).map_err(io)?;
     let mut n = 0;
     store.for_each_row(run.id, failed_only, |row| {
@@ -44,15 +107,7 @@ pub fn write_report(
             .iter()
             .map(|i| row.original.get(*i).cloned().unwrap_or_default())
             .collect();
-        rec.push(row.line.to_string());
-        rec.push(row.state.clone());
-        rec.push(row.attempts.to_string());
-        rec.push(row.http_status.map(|s| s.to_string()).unwrap_or_default());
-        rec.push(row.error.clone().unwrap_or_default());
-        rec.push(row.tracking_id.clone().unwrap_or_default());
-        rec.push(row.result_id.clone().unwrap_or_default());
-        rec.push(row.result_number.clone().unwrap_or_default());
-        rec.push(row.result_link.clone().unwrap_or_default());
+        rec.extend(result_cells(&run.kind, &row));
         n += 1;
         w.write_record(&rec).map_err(std::io::Error::other)
     })?;

@@ -133,6 +133,7 @@ CREATE TABLE IF NOT EXISTS rows (
     result_id      TEXT,                    -- meeting id
     result_number  TEXT,                    -- meeting number
     result_link    TEXT,                    -- web link
+    result_extra   TEXT,                    -- JSON: what else the report shows (users: licenses before/after)
     updated_at     INTEGER NOT NULL,
     PRIMARY KEY (run_id, line)
 ) WITHOUT ROWID;
@@ -225,9 +226,14 @@ pub struct Claimed {
 /// The meeting (or other object) a row produced.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Created {
+    /// Meeting id / person id.
     pub id: String,
+    /// Meeting number / what was done to the person (created, updated, no change).
     pub number: Option<String>,
+    /// Web link of a meeting.
     pub link: Option<String>,
+    /// Anything else the report shows (users: licenses before and after, JSON).
+    pub extra: Option<String>,
 }
 
 /// How a row's attempt ended, as the store records it.
@@ -301,6 +307,7 @@ pub struct ReportRow {
     pub result_id: Option<String>,
     pub result_number: Option<String>,
     pub result_link: Option<String>,
+    pub result_extra: Option<String>,
 }
 
 /// A new run's description.
@@ -437,10 +444,10 @@ impl Store {
         mut f: impl FnMut(ReportRow) -> std::io::Result<()>,
     ) -> Result<()> {
         let sql = if failed_only {
-            "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link
+            "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link, r.result_extra
              FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line WHERE r.run_id = ?1 AND r.state IN ('failed', 'invalid') ORDER BY r.line"
         } else {
-            "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link
+            "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link, r.result_extra
              FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line WHERE r.run_id = ?1 ORDER BY r.line"
         };
         let mut stmt = self.conn.prepare(sql)?;
@@ -460,6 +467,7 @@ impl Store {
                 result_id: r.get(7)?,
                 result_number: r.get(8)?,
                 result_link: r.get(9)?,
+                result_extra: r.get(10)?,
             };
             f(row).map_err(|e| StoreError::Corrupt(format!("cannot write the report: {e}")))?;
         }
@@ -958,10 +966,10 @@ fn complete(
         } => {
             tx.prepare_cached(
                 "UPDATE rows SET state = 'succeeded', attempts = attempts + ?3, last_status = ?4, tracking_id = coalesce(?5, tracking_id),
-                 error = ?6, result_id = ?7, result_number = ?8, result_link = ?9, reconcile = 0, updated_at = ?10
-                 WHERE run_id = ?1 AND line = ?2",
+                 error = ?6, result_id = ?7, result_number = ?8, result_link = ?9, reconcile = 0, updated_at = ?10,
+                 result_extra = ?11 WHERE run_id = ?1 AND line = ?2",
             )?
-            .execute(params![run_id, line, sent, status, tracking_id, note, created.id, created.number, created.link, now])?;
+            .execute(params![run_id, line, sent, status, tracking_id, note, created.id, created.number, created.link, now, created.extra])?;
         }
         Outcome::Retry {
             next_at,
@@ -1083,6 +1091,7 @@ mod tests {
                         id: "m1".into(),
                         number: None,
                         link: None,
+                        extra: None,
                     },
                     status: Some(200),
                     tracking_id: None,
@@ -1116,6 +1125,7 @@ mod tests {
                 id: format!("m{}", c.line),
                 number: None,
                 link: None,
+                extra: None,
             };
             let outcome = Outcome::Succeeded {
                 created,

@@ -46,7 +46,8 @@ impl<S: Send + Sync> FromRequestParts<S> for TrackingId {
 }
 
 /// An error answer in the Webex REST shape:
-/// `{"message": "...", "errors": [{"description": "..."}], "trackingId": "..."}`.
+/// `{"message": "...", "errors": [{"description": "..."}], "trackingId": "..."}`
+/// (each error also carries `errorCode` when [`ApiError::with_code`] set one).
 #[derive(Debug)]
 pub(crate) struct ApiError {
     /// HTTP status of the answer.
@@ -55,6 +56,9 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     /// One `errors[].description` per problem.
     pub(crate) descriptions: Vec<String>,
+    /// `errors[].errorCode` of every problem, if any (such as the license errors of
+    /// `PATCH /v1/licenses/users`).
+    pub(crate) code: Option<u32>,
     /// Echoed in `trackingId`.
     pub(crate) tracking: TrackingId,
 }
@@ -71,6 +75,7 @@ impl ApiError {
             status,
             descriptions: vec![message.clone()],
             message,
+            code: None,
             tracking: tracking.clone(),
         }
     }
@@ -85,11 +90,20 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message,
             descriptions: problems,
+            code: None,
             tracking: tracking.clone(),
         }
     }
 
-    /// 404 for an unknown meeting or path.
+    /// The same error with `errorCode` set on each of its `errors`.
+    pub(crate) fn with_code(self, code: u32) -> Self {
+        Self {
+            code: Some(code),
+            ..self
+        }
+    }
+
+    /// 404 for an unknown meeting, person or path.
     pub(crate) fn not_found(tracking: &TrackingId) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -104,7 +118,10 @@ impl IntoResponse for ApiError {
         let errors: Vec<_> = self
             .descriptions
             .iter()
-            .map(|description| json!({ "description": description }))
+            .map(|description| match self.code {
+                Some(code) => json!({ "errorCode": code, "description": description }),
+                None => json!({ "description": description }),
+            })
             .collect();
         let body = json!({
             "message": self.message,

@@ -1,8 +1,9 @@
 //! A simulator of the parts of the Webex REST API that `webex-bulk` uses: the OAuth
-//! authorization-code flow (with PKCE) and refresh grant, `GET /people/me`, and meeting
-//! create / list / get / delete, answering as the public OpenAPI spec describes, with
-//! rate limits, token expiry, injected failures and dropped connections to exercise the
-//! client.
+//! authorization-code flow (with PKCE) and refresh grant, `GET /people/me`, meeting
+//! create / list / get / delete, people list / get / create / full replace, and the
+//! licenses list and assignment (`PATCH /licenses/users`), answering as the public
+//! OpenAPI specs describe, with rate limits, token expiry, injected failures and dropped
+//! connections to exercise the client.
 //!
 //! Start it with [`start`]; it serves `/v1/*` like `https://webexapis.com/v1` and
 //! `GET /_sim/stats` (the [`SimStats`] counters, no auth).
@@ -14,11 +15,15 @@
 
 mod auth;
 mod authorize;
+mod directory;
 mod errors;
 mod gate;
+mod licenses;
 mod limiter;
 mod meetings;
+mod org;
 mod people;
+mod person_body;
 mod server;
 mod state;
 mod times;
@@ -32,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{middleware, Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -40,6 +45,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use state::SimState;
+
+pub use org::{
+    SimLicense, SimPerson, LICENSE_ASSISTANT, LICENSE_CALLING_PROFESSIONAL,
+    LICENSE_ENTERPRISE_EDITION, LICENSE_MEETING_ACME, LICENSE_MEETING_ACME_EU, LICENSE_MESSAGING,
+};
 
 /// How the simulator behaves. `SimConfig::default()` is a well-behaved Webex with one
 /// valid access token (`sim-access-token`) and one refresh token (`sim-refresh-token`).
@@ -83,9 +93,16 @@ pub struct SimConfig {
     /// Share (0..=1) of valid meeting creates that are carried out and then answered by
     /// dropping the TCP connection.
     pub drop_rate: f64,
+    /// Share (0..=1) of `POST /v1/people` that create the person and then drop the
+    /// TCP connection without an answer (default 0).
+    pub people_create_lost_rate: f64,
+    /// Share (0..=1) of `POST /v1/people` that create the person and then answer 500
+    /// (the spec warns that a failed create may have created the person; default 0).
+    /// Drawn only for creates that were not lost.
+    pub people_create_error_rate: f64,
     /// Added before answering each `/v1/*` request.
     pub latency: Duration,
-    /// Seed of the RNG behind the fail/drop decisions (default 1).
+    /// Seed of the RNG behind the fail/drop/lost/error decisions (default 1).
     pub seed: u64,
     /// `GET /v1/authorize` answers as if the user clicked "Decline": a redirect with
     /// `error=access_denied` (default false).
@@ -97,8 +114,18 @@ pub struct SimConfig {
     /// answer (default 90 days). Only reported: refresh tokens do not expire.
     pub refresh_token_lifetime: Duration,
     /// `orgId` of the signed-in admin in `GET /v1/people/me` (default
-    /// [`DEFAULT_ORG_ID`]). The admin's email is always [`ADMIN_EMAIL`].
+    /// [`DEFAULT_ORG_ID`]). The admin's email is always [`ADMIN_EMAIL`]. Also the
+    /// `orgId` of every person; an `orgId` naming another organization in a request to
+    /// `/v1/people` or `/v1/licenses` gets a 403.
     pub org_id: String,
+    /// The organization's licenses (default: the six `LICENSE_*` constants: "Meeting -
+    /// Webex Enterprise" on `acme.webex.com` (100 units) and on `acme-eu.webex.com`
+    /// (50), "Messaging" (1000), "Webex Calling - Professional" (200), "Webex
+    /// Enterprise Edition" (1000, no site), "Webex Assistant" (5)).
+    pub licenses: Vec<SimLicense>,
+    /// People the organization has at start, oldest first (default none; the admin of
+    /// `GET /v1/people/me` is never among them).
+    pub people: Vec<SimPerson>,
 }
 
 /// Default [`SimConfig::granted_scopes`]: what a bulk-admin integration asks for.
@@ -130,12 +157,16 @@ impl Default for SimConfig {
             early_grace: Duration::from_secs(1),
             fail_rate: 0.0,
             drop_rate: 0.0,
+            people_create_lost_rate: 0.0,
+            people_create_error_rate: 0.0,
             latency: Duration::ZERO,
             seed: 1,
             deny_consent: false,
             granted_scopes: DEFAULT_GRANTED_SCOPES.to_owned(),
             refresh_token_lifetime: Duration::from_secs(90 * 24 * 3600),
             org_id: DEFAULT_ORG_ID.to_owned(),
+            licenses: org::default_licenses(),
+            people: Vec::new(),
         }
     }
 }
@@ -162,14 +193,26 @@ pub struct SimStats {
     pub early_requests: u64,
     /// Requests that arrived while a Retry-After window was open.
     pub in_window_requests: u64,
-    /// Injected 5xx answers.
+    /// Injected 5xx answers (including the 500s of `people_create_error_rate`, which
+    /// follow a carried-out create).
     pub injected_failures: u64,
-    /// Connections dropped after a carried-out create.
+    /// Connections dropped after a carried-out create (meeting or person).
     pub dropped: u64,
     /// 401 answers.
     pub unauthorized: u64,
     /// Meetings stored now.
     pub meetings: u64,
+    /// People created by `POST /v1/people` (including those answered by a drop or a
+    /// 500).
+    pub people_created: u64,
+    /// Times the simulator stored a person whose email another person already had
+    /// (a create gets 409 instead, so only repeated emails among
+    /// [`SimConfig::people`] can count).
+    pub people_duplicates: u64,
+    /// Successful `PUT /v1/people/{personId}`.
+    pub people_updates: u64,
+    /// `PATCH /v1/licenses/users` carried out (answered 200 or 206).
+    pub license_patches: u64,
 }
 
 /// A running simulator. Dropping it stops the server as [`SimHandle::shutdown`] does,
@@ -178,7 +221,8 @@ pub struct SimStats {
 pub struct SimHandle {
     /// The bound address.
     addr: SocketAddr,
-    /// State shared with the handlers, read by `stats` and `meetings`.
+    /// State shared with the handlers, read by `stats`, `meetings`, `people` and
+    /// `licenses`.
     state: Arc<SimState>,
     /// Tells the accept loop to stop.
     stop: oneshot::Sender<()>,
@@ -213,6 +257,16 @@ impl SimHandle {
         self.state.meetings().all_json()
     }
 
+    /// Every person as `GET /v1/people/{personId}` returns it, oldest first.
+    pub fn people(&self) -> Vec<serde_json::Value> {
+        self.state.directory().people_json()
+    }
+
+    /// Every license as `GET /v1/licenses` returns it.
+    pub fn licenses(&self) -> Vec<serde_json::Value> {
+        self.state.directory().licenses_json()
+    }
+
     /// Stops accepting connections, aborts the open ones and waits for the server task.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
@@ -245,7 +299,14 @@ fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route(gate::TOKEN_PATH, post(auth::access_token))
         .route(gate::AUTHORIZE_PATH, get(authorize::authorize))
+        .route("/v1/people", get(people::list).post(people::create))
         .route("/v1/people/me", get(people::me))
+        .route(
+            "/v1/people/{personId}",
+            get(people::get_one).put(people::update),
+        )
+        .route("/v1/licenses", get(licenses::list))
+        .route("/v1/licenses/users", patch(licenses::patch_users))
         .route("/v1/meetings", get(meetings::list).post(meetings::create))
         .route(
             "/v1/meetings/{meetingId}",

@@ -2,7 +2,8 @@
 //!
 //! Each part has its own mutex, held only for short synchronous steps (never across an
 //! `.await`). Lock order, where two are taken: `meetings` before `stats`. (`codes` and
-//! `tokens` are taken one after the other, never together.)
+//! `tokens` are taken one after the other, never together; so are `directory` and
+//! `stats` or `decisions`.)
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -12,6 +13,7 @@ use rand::{Rng, SeedableRng};
 
 use super::auth::TokenStore;
 use super::authorize::CodeStore;
+use super::directory::Directory;
 use super::limiter::RateLimiter;
 use super::meetings::MeetingStore;
 use super::{SimConfig, SimStats};
@@ -21,7 +23,8 @@ use super::{SimConfig, SimStats};
 pub(crate) struct SimState {
     /// The configuration the simulator was started with.
     pub(crate) config: SimConfig,
-    /// Counters; `meetings` is not kept here but read from the store on each snapshot.
+    /// Counters; `meetings` and `people_duplicates` are not kept here but read from the
+    /// stores on each snapshot.
     stats: Mutex<SimStats>,
     /// Valid access and refresh tokens.
     tokens: Mutex<TokenStore>,
@@ -29,15 +32,19 @@ pub(crate) struct SimState {
     codes: Mutex<CodeStore>,
     /// The shared rate limit and its Retry-After window.
     limiter: Mutex<RateLimiter>,
-    /// The seeded RNG deciding injected failures and dropped answers, and nothing else,
+    /// The seeded RNG deciding injected failures and dropped answers (meeting creates,
+    /// lost and failed person creates), and nothing else,
     /// so that those decisions depend only on the seed and the order of requests.
     decisions: Mutex<StdRng>,
     /// Stored meetings.
     meetings: Mutex<MeetingStore>,
+    /// The organization's people and licenses.
+    directory: Mutex<Directory>,
 }
 
 impl SimState {
-    /// Fresh state: the initial tokens are issued now, the bucket is full, no meetings.
+    /// Fresh state: the initial tokens are issued now, the bucket is full, no meetings,
+    /// the configured licenses and initial people.
     pub(crate) fn new(config: SimConfig) -> Self {
         let now = Instant::now();
         let limiter = RateLimiter::new(
@@ -53,6 +60,7 @@ impl SimState {
             limiter: Mutex::new(limiter),
             decisions: Mutex::new(StdRng::seed_from_u64(config.seed)),
             meetings: Mutex::default(),
+            directory: Mutex::new(Directory::new(&config, &super::people::now())),
             config,
         }
     }
@@ -62,10 +70,12 @@ impl SimState {
         update(&mut lock(&self.stats));
     }
 
-    /// A snapshot of the counters, with `meetings` = meetings stored now.
+    /// A snapshot of the counters, with `meetings` = meetings stored now and
+    /// `people_duplicates` as the directory counted them.
     pub(crate) fn stats(&self) -> SimStats {
         let mut stats = lock(&self.stats).clone();
         stats.meetings = self.meetings().len() as u64;
+        stats.people_duplicates = self.directory().duplicates();
         stats
     }
 
@@ -87,6 +97,11 @@ impl SimState {
     /// The meeting store.
     pub(crate) fn meetings(&self) -> MutexGuard<'_, MeetingStore> {
         lock(&self.meetings)
+    }
+
+    /// The people and licenses.
+    pub(crate) fn directory(&self) -> MutexGuard<'_, Directory> {
+        lock(&self.directory)
     }
 
     /// True with probability `share` (0..=1), drawn from the seeded decision RNG.

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::*;
 
 mod oauth;
+mod people;
 
 const TOKEN: &str = "sim-access-token";
 
@@ -532,12 +533,12 @@ async fn injected_failures_do_nothing() {
 async fn stats_endpoint_is_open_and_uncounted() {
     let (sim, client) = launch(SimConfig::default()).await;
     let response = client
-        .get(format!("{}/people", sim.base_url()))
+        .get(format!("{}/rooms", sim.base_url()))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let response = authed(client.get(format!("{}/people", sim.base_url())), TOKEN)
+    let response = authed(client.get(format!("{}/rooms", sim.base_url())), TOKEN)
         .send()
         .await
         .unwrap();
