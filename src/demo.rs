@@ -91,6 +91,13 @@ pub async fn demo(args: DemoArgs) -> i32 {
         Err(e) => return fail(EXIT_USAGE, e),
     };
     let config = demo_sim_config();
+    let faults = format!(
+        "429s above {} requests/s, tokens that expire every {} requests, {:.0}% 5xx, {:.0}% dropped connections",
+        config.rate_limit.unwrap_or(f64::INFINITY),
+        config.token_max_requests.unwrap_or(u64::MAX),
+        config.fail_rate * 100.0,
+        config.drop_rate * 100.0
+    );
     let env = EnvCredentials {
         access_token: config.access_tokens.first().cloned().map(Into::into),
         refresh_token: config.refresh_tokens.first().cloned().map(Into::into),
@@ -112,7 +119,10 @@ pub async fn demo(args: DemoArgs) -> i32 {
             format!("cannot write {}: {e}", sample.display()),
         );
     }
-    eprintln!("webex-bulk demo: simulator at {} (429s above 12 requests/s, tokens that expire every 40 requests, 4% 5xx, 5% dropped connections)", handle.base_url());
+    eprintln!(
+        "webex-bulk demo: simulator at {} ({faults})",
+        handle.base_url()
+    );
     eprintln!(
         "webex-bulk demo: running {} with --rate auto (start at 5/s, find the limit) and 8 in flight\n",
         sample.display()
