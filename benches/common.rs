@@ -112,3 +112,27 @@ pub fn queue(dir: &Path, csv: &Path) -> i64 {
         .unwrap()
         .0
 }
+
+/// Runs `body` on a multi-threaded runtime with a temporary folder holding a
+/// generated meetings CSV of `n` rows.
+pub fn with_csv<F, Fut>(n: usize, body: F)
+where
+    F: FnOnce(tempfile::TempDir, std::path::PathBuf) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("meetings.csv");
+    write_meetings_csv(&csv, n);
+    rt.block_on(body(dir, csv));
+}
+
+/// The bundled simulator on a free loopback port.
+pub async fn start_sim(config: webex_bulk::sim::SimConfig) -> webex_bulk::sim::SimHandle {
+    webex_bulk::sim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}

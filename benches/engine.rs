@@ -10,27 +10,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use webex_bulk::app::{execute, Source};
-use webex_bulk::sim::{self, SimConfig};
+use webex_bulk::sim::SimConfig;
 use webex_bulk::webex::{check_base_url, new_tracking_id, Client};
 
 const CONCURRENCY: usize = 64;
 
 fn main() {
     let n = common::rows(100_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let csv = dir.path().join("meetings.csv");
-        common::write_meetings_csv(&csv, n);
-
+    common::with_csv(n, |dir, csv| async move {
         // Baseline: the client alone, 64 requests in flight, no queue.
         let skip_baseline = std::env::var_os("BENCH_SKIP_BASELINE").is_some();
-        let sim = sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let sim = common::start_sim(SimConfig::default()).await;
         let client = Client::new(
             check_base_url(&sim.base_url()).unwrap(),
             Duration::from_secs(60),
@@ -67,9 +57,7 @@ fn main() {
         sim.shutdown().await;
 
         // The engine: queue first (not timed), then carry the run out.
-        let sim = sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let sim = common::start_sim(SimConfig::default()).await;
         common::queue(dir.path(), &csv);
         let plan = common::plan(
             dir.path(),

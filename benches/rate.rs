@@ -8,29 +8,20 @@ mod common;
 use std::time::{Duration, Instant};
 
 use webex_bulk::app::{execute, Source};
-use webex_bulk::sim::{self, SimConfig};
+use webex_bulk::sim::SimConfig;
 
 const LIMIT: f64 = 20.0;
 
 fn main() {
     let n = common::rows(1_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let csv = dir.path().join("meetings.csv");
-        common::write_meetings_csv(&csv, n);
+    common::with_csv(n, |dir, csv| async move {
         let config = SimConfig {
             rate_limit: Some(LIMIT),
             retry_after_secs: 1,
             latency: Duration::from_millis(20),
             ..SimConfig::default()
         };
-        let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let sim = common::start_sim(config).await;
         common::queue(dir.path(), &csv);
         let plan = common::plan(
             dir.path(),

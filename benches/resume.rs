@@ -8,21 +8,12 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use webex_bulk::sim::{self, SimConfig};
+use webex_bulk::sim::SimConfig;
 
 fn main() {
     let n = common::rows(100_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let csv = dir.path().join("meetings.csv");
-        common::write_meetings_csv(&csv, n);
-        let sim = sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+    common::with_csv(n, |dir, csv| async move {
+        let sim = common::start_sim(SimConfig::default()).await;
         let db = dir.path().join("bench.db");
         let base = sim.base_url();
         let command = |args: &[&str]| {
