@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -423,8 +422,6 @@ pub struct TokenManager {
     client_id: Option<String>,
     client_secret: Option<SecretString>,
     seeded_from: Option<String>,
-    /// How many refreshes this process performed.
-    refreshes: AtomicU64,
 }
 
 impl TokenManager {
@@ -451,7 +448,6 @@ impl TokenManager {
             client_id: creds.client_id,
             client_secret: creds.client_secret,
             seeded_from: creds.seeded_from,
-            refreshes: AtomicU64::new(0),
         }
     }
 
@@ -488,11 +484,6 @@ impl TokenManager {
             self.refresh_after(0).await?;
         }
         self.fresh().await.ok_or(AuthError::Missing)
-    }
-
-    /// How many refreshes this manager performed.
-    pub fn refresh_count(&self) -> u64 {
-        self.refreshes.load(Ordering::Relaxed)
     }
 
     /// Refreshes the access token unless someone already did since
@@ -543,7 +534,6 @@ impl TokenManager {
         st.expires_at = grant.expires_in.map(|s| now + s as i64);
         st.refresh = Some(new_refresh);
         st.generation += 1;
-        self.refreshes.fetch_add(1, Ordering::Relaxed);
         tracing::info!(generation = st.generation, "access token refreshed");
         Ok(())
     }
