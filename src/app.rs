@@ -13,7 +13,7 @@ use crate::cli::{
     Cli, Command, DbArg, Kind, ReportArgs, RunArgs, SimArgs, StatusArgs, ValidateArgs,
 };
 use crate::csvin::{Encoding, Problem, Severity};
-use crate::engine::{self, JobKind, Settings, Shared, Stop};
+use crate::engine::{self, RunJob, Settings, Shared, Stop};
 use crate::ingest::{self, IngestError, IngestOptions, Job};
 use crate::progress::{self, Mode, Progress, Tally};
 use crate::rate::{parse_rate, Pacing, Rate};
@@ -461,7 +461,7 @@ async fn execute_inner(
     // The run: a new one from a file, or one to continue.
     let stored_options;
     let (client, tokens);
-    let kind;
+    // Users: license id -> label, from the org's licenses.
     let license_names;
     let run_id = match &plan.source {
         Source::File {
@@ -480,7 +480,8 @@ async fn execute_inner(
                 Kind::Users => list_licenses(&client, &tokens).await?,
                 Kind::Meetings => Vec::new(),
             };
-            license_names = crate::onboard::license_names(&licenses);
+            license_names =
+                (*file_kind == Kind::Users).then(|| crate::onboard::license_names(&licenses));
             let job = match file_kind {
                 Kind::Meetings => Job::Meetings {
                     now: chrono::Utc::now(),
@@ -489,7 +490,6 @@ async fn execute_inner(
                     licenses: &licenses,
                 },
             };
-            kind = JobKind::of(job.kind());
             let options = options.to_json();
             let opts = IngestOptions {
                 encoding: *encoding,
@@ -554,12 +554,11 @@ async fn execute_inner(
             }
             let (base, _) = Effective::of(&plan, &info.options).check()?;
             (client, tokens) = connect(&plan, base)?;
-            kind = JobKind::of(&info.kind);
-            license_names = match kind {
-                JobKind::Users => {
-                    crate::onboard::license_names(&list_licenses(&client, &tokens).await?)
-                }
-                JobKind::Meetings => Default::default(),
+            license_names = match info.kind.as_str() {
+                "users" => Some(crate::onboard::license_names(
+                    &list_licenses(&client, &tokens).await?,
+                )),
+                _ => None,
             };
             let reopened = store
                 .prepare_resume(info.id, *retry_failed)
@@ -588,6 +587,19 @@ async fn execute_inner(
         ..Settings::default()
     };
 
+    let job = match license_names {
+        Some(license_names) => RunJob::Users { license_names },
+        None => {
+            let info = store
+                .run(run_id)
+                .map_err(|e| fail(EXIT_USAGE, e))?
+                .ok_or_else(|| fail(EXIT_USAGE, format!("run {run_id} is gone")))?;
+            RunJob::Meetings(Box::new(
+                ingest::MeetingRows::new(&info.header, &info.uid)
+                    .map_err(|e| fail(EXIT_USAGE, format!("run {run_id}: {e}")))?,
+            ))
+        }
+    };
     let counts = store.counts(run_id).map_err(|e| fail(EXIT_USAGE, e))?;
     let tally = Arc::new(Tally::default());
     tally
@@ -601,8 +613,7 @@ async fn execute_inner(
     let writer = store.into_writer();
     let shared = Arc::new(Shared {
         run_id,
-        kind,
-        license_names,
+        job,
         writer: writer.clone(),
         client,
         tokens,

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::auth::{AuthError, TokenManager};
+use crate::ingest::MeetingRows;
 use crate::meetings::MeetingRequest;
 use crate::progress::Tally;
 use crate::rate::Pacing;
@@ -71,19 +72,24 @@ pub enum EngineError {
     Worker(String),
 }
 
-/// What the rows of a run are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobKind {
-    Meetings,
-    Users,
+/// What the rows of a run are, with what carrying them out needs.
+#[derive(Clone, Debug)]
+pub enum RunJob {
+    /// Meetings: each request is rebuilt from the row's stored cells.
+    Meetings(Box<MeetingRows>),
+    /// People: each change was resolved against the org at ingest.
+    Users {
+        /// License id → the label reports show.
+        license_names: std::collections::HashMap<String, String>,
+    },
 }
 
-impl JobKind {
-    /// From the name a run records.
-    pub fn of(name: &str) -> JobKind {
-        match name {
-            "users" => JobKind::Users,
-            _ => JobKind::Meetings,
+impl RunJob {
+    /// The label a report shows for a license id (users runs).
+    pub fn license_name(&self, id: &str) -> Option<&str> {
+        match self {
+            RunJob::Users { license_names } => license_names.get(id).map(String::as_str),
+            RunJob::Meetings(_) => None,
         }
     }
 }
@@ -93,9 +99,7 @@ pub struct Shared {
     /// The run being carried out.
     pub run_id: i64,
     /// What its rows are.
-    pub kind: JobKind,
-    /// License id → the label reports show (users runs).
-    pub license_names: std::collections::HashMap<String, String>,
+    pub job: RunJob,
     /// The queue.
     pub writer: Writer,
     /// Webex.
@@ -273,9 +277,9 @@ enum Step<T> {
 async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
     let was_retrying = row.failures + row.throttled > 0;
     let mut log = Vec::new();
-    let outcome = match s.kind {
-        JobKind::Meetings => meeting(s, &row, &mut log).await,
-        JobKind::Users => crate::onboard::person(s, &row, &mut log).await,
+    let outcome = match &s.job {
+        RunJob::Meetings(rows) => meeting(s, rows, &row, &mut log).await,
+        RunJob::Users { .. } => crate::onboard::person(s, &row, &mut log).await,
     };
     let now_retrying = matches!(
         outcome,
@@ -307,21 +311,30 @@ async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
 }
 
 /// Exactly once: look first when an earlier create may have happened, then create.
-async fn meeting(s: &Shared, row: &Claimed, log: &mut Vec<Attempt>) -> Outcome {
+async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<Attempt>) -> Outcome {
+    // Runs queued by earlier versions kept the body; newer ones rebuild it.
+    let built = match &row.request {
+        Some(body) => serde_json::from_str::<MeetingRequest>(body)
+            .map(|req| (req, body.clone()))
+            .map_err(|e| format!("the queued request is unreadable: {e}")),
+        None => rows.request(row.line, &row.cells).map(|req| {
+            let body = serde_json::to_string(&req).expect("a request serializes");
+            (req, body)
+        }),
+    };
+    let (req, body) = match built {
+        Ok(built) => built,
+        Err(error) => {
+            return Outcome::Failed {
+                status: None,
+                error,
+                tracking_id: None,
+                reconcile: row.reconcile,
+            }
+        }
+    };
     let mut first = true;
     if row.reconcile {
-        // Only a lookup needs the request's fields; a create sends the stored body as is.
-        let req = match serde_json::from_str::<MeetingRequest>(&row.request) {
-            Ok(req) => req,
-            Err(e) => {
-                return Outcome::Failed {
-                    status: None,
-                    error: format!("the queued request is unreadable: {e}"),
-                    tracking_id: None,
-                    reconcile: true,
-                }
-            }
-        };
         let tag = req.integration_tags.first().cloned().unwrap_or_default();
         match lookup(s, row, &req, &tag, log).await {
             Step::Done(Some(found)) => {
@@ -346,10 +359,7 @@ async fn meeting(s: &Shared, row: &Claimed, log: &mut Vec<Attempt>) -> Outcome {
     s.pacing.pause.wait().await;
     let tracking = new_tracking_id();
     let started = now_ms();
-    let result = s
-        .client
-        .create_meeting(&token, &row.request, &tracking)
-        .await;
+    let result = s.client.create_meeting(&token, &body, &tracking).await;
     match result {
         Ok(answer) => {
             s.pacing.accepted();

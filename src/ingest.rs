@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::csvin::{CsvFile, Encoding, Problem, ReadError, Severity};
 use crate::meetings::{parse_row, Layout, MeetingRequest, QuotaCounter};
-use crate::store::{NewRun, RunInfo, Store, StoreError};
+use crate::store::{encode_cells, NewRow, NewRun, RunInfo, Store, StoreError};
 use crate::users::{self, License, UnitCounter, UserChange};
 
 /// Why a file was not queued.
@@ -263,6 +263,46 @@ pub fn integration_tag(run_uid: &str, line: u64) -> String {
     format!("webex-bulk:{run_uid}:{line}")
 }
 
+/// How a queued meetings row becomes its request when it is sent: the same
+/// pure check as at ingest, on the cells the store kept, with the row's
+/// integration tag. The queue stores the cells (the intent) once rather than
+/// the cells and a request made from them.
+#[derive(Clone, Debug)]
+pub struct MeetingRows {
+    layout: Layout,
+    uid: String,
+}
+
+impl MeetingRows {
+    /// For a run with this `header` and `uid`.
+    pub fn new(header: &[String], uid: &str) -> Result<MeetingRows, String> {
+        let layout = Layout::from_headers(header).map_err(|problems| {
+            let all: Vec<_> = problems.iter().map(|p| p.message.as_str()).collect();
+            format!("the run's header row is unusable: {}", all.join("; "))
+        })?;
+        Ok(MeetingRows {
+            layout,
+            uid: uid.to_owned(),
+        })
+    }
+
+    /// The request of the row at `line` with these `cells`.
+    pub fn request(&self, line: i64, cells: &[String]) -> Result<MeetingRequest, String> {
+        // "In the past" was judged when the row was queued; from then on the
+        // row is sent as queued and Webex has the last word.
+        let queued = DateTime::<Utc>::MIN_UTC;
+        let mut req = parse_row(&self.layout, cells, line as u64, queued, &mut Vec::new())
+            .map_err(|problems| {
+                format!(
+                    "the queued row no longer reads as a meeting: {}",
+                    problems_text(&problems)
+                )
+            })?;
+        req.integration_tags = vec![integration_tag(&self.uid, line as u64)];
+        Ok(req)
+    }
+}
+
 /// How to queue a file.
 pub struct IngestOptions<'a> {
     pub encoding: Encoding,
@@ -291,12 +331,29 @@ pub fn problems_text(problems: &[Problem]) -> String {
         .join("; ")
 }
 
+/// Rows per batch handed from the reading thread to the writing one.
+const BATCH: usize = 512;
+/// Batches in flight between them: memory stays flat whatever the file's size.
+const BATCHES_AHEAD: usize = 4;
+
+/// What the reading thread hands to the writing one.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<NewRow>,
+    /// Problems and warnings, in the order they were found.
+    problems: Vec<Problem>,
+}
+
 /// Checks `path` and queues it as a new run, in one transaction.
+///
+/// Reading and checking run on one thread while this one writes the rows
+/// (batches over a bounded channel), so the two halves overlap; a file is
+/// still either queued whole or not at all.
 pub fn ingest(
     store: &mut Store,
     path: &Path,
     opts: &IngestOptions<'_>,
-    on_problem: impl FnMut(&Problem),
+    mut on_problem: impl FnMut(&Problem),
 ) -> Result<(i64, Scan), IngestError> {
     let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let source = source.to_string_lossy().into_owned();
@@ -306,40 +363,26 @@ pub fn ingest(
         source_path: &source,
         options: opts.options,
     })?;
-    let uid = ingest.uid().to_owned();
-    let mut count = 0u64;
-    let scan = scan_job(
-        path,
-        opts.encoding,
-        opts.job,
-        |line, fields, result| {
-            count += 1;
-            if let Some(max) = opts.max_rows {
-                if count > max {
-                    return Err(IngestError::TooManyRows {
-                        path: path.to_owned(),
-                        max,
-                    });
-                }
+    let (to_writer, batches) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_AHEAD);
+    let scan = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_rows(path, opts, to_writer));
+        let mut written: Result<(), IngestError> = Ok(());
+        for batch in batches.iter() {
+            batch.problems.iter().for_each(&mut on_problem);
+            if let Err(e) = ingest.add_rows(&batch.rows) {
+                // Dropping the receiver stops the reader at its next batch.
+                written = Err(e.into());
+                break;
             }
-            match result {
-                Ok(RowRequest::Meeting(mut req)) => {
-                    req.integration_tags = vec![integration_tag(&uid, line)];
-                    let body = serde_json::to_string(&req).expect("a request serializes");
-                    ingest.add_row(line, fields, Some(&body), None)?;
-                }
-                Ok(RowRequest::User(change)) => {
-                    let body = serde_json::to_string(&change).expect("a change serializes");
-                    ingest.add_row(line, fields, Some(&body), None)?;
-                }
-                Err(problems) => {
-                    ingest.add_row(line, fields, None, Some(&problems_text(problems)))?
-                }
-            }
-            Ok(())
-        },
-        on_problem,
-    )?;
+        }
+        drop(batches);
+        let read = match reader.join() {
+            Ok(read) => read,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        written?;
+        read
+    })?;
     if opts.strict && scan.invalid > 0 {
         return Err(IngestError::Strict {
             rows: scan.rows,
@@ -353,4 +396,228 @@ pub fn ingest(
     }
     let run_id = ingest.commit(&scan.sha256, &scan.header)?;
     Ok((run_id, scan))
+}
+
+/// The reading half of [`ingest`]: scans the file and sends its rows, ready
+/// to store, in batches. Stops at the next batch if the writing half has
+/// gone (whose own error is then the one reported).
+fn read_rows(
+    path: &Path,
+    opts: &IngestOptions<'_>,
+    to_writer: std::sync::mpsc::SyncSender<Batch>,
+) -> Result<Scan, IngestError> {
+    let send = |batch: &mut Batch| -> Result<(), IngestError> {
+        let full = std::mem::replace(
+            batch,
+            Batch {
+                rows: Vec::with_capacity(BATCH),
+                problems: Vec::new(),
+            },
+        );
+        to_writer
+            .send(full)
+            .map_err(|_| IngestError::Store(StoreError::WriterGone))
+    };
+    // Problems arrive through their own callback; they travel with the next row.
+    let problems = std::cell::RefCell::new(Vec::new());
+    let mut batch = Batch::default();
+    let mut count = 0u64;
+    let scan = scan_job(
+        path,
+        opts.encoding,
+        opts.job,
+        |line, fields, result| {
+            count += 1;
+            if let Some(max) = opts.max_rows.filter(|max| count > *max) {
+                return Err(IngestError::TooManyRows {
+                    path: path.to_owned(),
+                    max,
+                });
+            }
+            let (request, error) = match result {
+                // A meeting's request is rebuilt from its cells when it is sent.
+                Ok(RowRequest::Meeting(_)) => (None, None),
+                // A change holds license ids resolved now, against the org.
+                Ok(RowRequest::User(change)) => (
+                    Some(serde_json::to_string(&change).expect("a change serializes")),
+                    None,
+                ),
+                Err(found) => (None, Some(problems_text(found))),
+            };
+            batch.problems.append(&mut problems.borrow_mut());
+            batch.rows.push(NewRow {
+                line,
+                original: encode_cells(fields),
+                request,
+                error,
+            });
+            if batch.rows.len() >= BATCH {
+                send(&mut batch)?;
+            }
+            Ok(())
+        },
+        |p| problems.borrow_mut().push(p.clone()),
+    )?;
+    batch.problems.append(&mut problems.borrow_mut());
+    if !batch.rows.is_empty() || !batch.problems.is_empty() {
+        send(&mut batch)?;
+    }
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_rebuilt_request_is_the_one_checked_at_ingest_with_its_tag() {
+        let header = strings(&[
+            "Title",
+            "Start",
+            "Duration",
+            "Host Email",
+            "Timezone",
+            "Invitees",
+        ]);
+        let cells = strings(&[
+            "Weekly sync",
+            "2027-03-28 02:30",
+            "30",
+            "jane@acme.example.com",
+            "Europe/Berlin",
+            "Ann <ann@acme.example.com>; bob@acme.example.com",
+        ]);
+        let now = DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let layout = Layout::from_headers(&header).unwrap();
+        // 02:30 on that day does not exist in Berlin: refused at ingest and on rebuild alike.
+        assert!(parse_row(&layout, &cells, 9, now, &mut Vec::new()).is_err());
+        let rows = MeetingRows::new(&header, "abc123").unwrap();
+        let err = rows.request(9, &cells).unwrap_err();
+        assert!(err.contains("start"), "{err}");
+
+        let mut cells = cells;
+        cells[1] = "2027-03-29 09:30".into();
+        let mut checked = parse_row(&layout, &cells, 9, now, &mut Vec::new()).unwrap();
+        checked.integration_tags = vec!["webex-bulk:abc123:9".into()];
+        assert_eq!(rows.request(9, &cells).unwrap(), checked);
+        assert_eq!(checked.start, "2027-03-29T09:30:00+02:00");
+    }
+
+    #[test]
+    fn a_queued_meeting_is_rebuilt_even_after_its_start_has_passed() {
+        // "In the past" is judged once, at ingest; a resume days later sends
+        // the row as queued and lets Webex answer.
+        let header = strings(&["title", "start", "end", "hostEmail"]);
+        let cells = strings(&[
+            "Old",
+            "2020-01-01T09:00:00Z",
+            "2020-01-01T10:00:00Z",
+            "a@b.example.com",
+        ]);
+        let req = MeetingRows::new(&header, "u")
+            .unwrap()
+            .request(2, &cells)
+            .unwrap();
+        assert_eq!(req.integration_tags, vec!["webex-bulk:u:2".to_string()]);
+    }
+
+    #[test]
+    fn a_header_without_meeting_columns_cannot_be_rebuilt() {
+        let err = MeetingRows::new(&strings(&["email"]), "u").unwrap_err();
+        assert!(err.contains("title"), "{err}");
+    }
+
+    /// A meetings file of `n` rows where every 7th row has no title, and
+    /// `tail` appended as it is (raw bytes).
+    fn file(dir: &Path, n: usize, tail: &[u8]) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = dir.join("m.csv");
+        let mut f = std::fs::File::create(&path).unwrap();
+        writeln!(f, "title,start,duration,hostEmail").unwrap();
+        for i in 0..n {
+            let title = if i % 7 == 3 {
+                String::new()
+            } else {
+                format!("M{i}")
+            };
+            writeln!(f, "{title},2027-01-12T09:00:00Z,30,h@acme.example.com").unwrap();
+        }
+        f.write_all(tail).unwrap();
+        path
+    }
+
+    fn queue(
+        path: &Path,
+        max_rows: Option<u64>,
+    ) -> (Store, Result<(i64, Scan), IngestError>, Vec<u64>) {
+        let mut store = Store::open(&path.with_extension("db")).unwrap();
+        let options = serde_json::json!({});
+        let opts = IngestOptions {
+            encoding: Encoding::Utf8,
+            strict: false,
+            max_rows,
+            new_run: false,
+            options: &options,
+            job: Job::Meetings {
+                now: DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
+                    .unwrap()
+                    .with_timezone(&Utc),
+            },
+        };
+        let mut lines = Vec::new();
+        let result = ingest(&mut store, path, &opts, |p| lines.push(p.line));
+        (store, result, lines)
+    }
+
+    #[test]
+    fn every_row_of_a_file_larger_than_a_batch_is_queued_with_its_problems_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = BATCH * BATCHES_AHEAD * 2 + 77;
+        let (store, result, lines) = queue(&file(dir.path(), n, b""), None);
+        let (run, scan) = result.unwrap();
+        let bad = (0..n).filter(|i| i % 7 == 3).count() as u64;
+        assert_eq!((scan.rows, scan.invalid), (n as u64, bad));
+        let c = store.counts(run).unwrap();
+        assert_eq!((c.pending, c.invalid), (n as u64 - bad, bad));
+        // One problem per invalid row, reported in file order, then the
+        // file's own warnings (one host over its quota, and the total).
+        let mut expected: Vec<u64> = (0..n as u64)
+            .filter(|i| i % 7 == 3)
+            .map(|i| i + 2)
+            .collect();
+        expected.extend([0, 0]);
+        assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn a_file_that_breaks_after_several_batches_queues_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = BATCH * BATCHES_AHEAD * 2;
+        let (store, result, _) = queue(
+            &file(dir.path(), n, b"M,2027-01-12T09:00:00Z,30,\xff@x\n"),
+            None,
+        );
+        match result {
+            Err(IngestError::Read(ReadError::NotUtf8 { line, column, .. })) => {
+                assert_eq!((line, column), (n as u64 + 2, 4))
+            }
+            other => panic!("expected NotUtf8, got {:?}", other.map(|r| r.0)),
+        }
+        assert!(store.runs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn max_rows_past_several_batches_queues_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = BATCH * BATCHES_AHEAD * 2;
+        let (store, result, _) = queue(&file(dir.path(), n, b""), Some(n as u64 - 1));
+        assert!(matches!(result, Err(IngestError::TooManyRows { .. })));
+        assert!(store.runs().unwrap().is_empty());
+    }
 }

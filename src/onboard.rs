@@ -109,7 +109,10 @@ impl Calls<'_> {
 
 /// Carries out one user row.
 pub(crate) async fn person(s: &Shared, row: &Claimed, log: &mut Vec<Attempt>) -> Outcome {
-    let change: UserChange = match serde_json::from_str(&row.request) {
+    let Some(body) = &row.request else {
+        return failed(None, "the queued row has no change to make".into());
+    };
+    let change: UserChange = match serde_json::from_str(body) {
         Ok(c) => c,
         Err(e) => return failed(None, format!("the queued change is unreadable: {e}")),
     };
@@ -147,10 +150,9 @@ fn failed(status: Option<u16>, error: String) -> Outcome {
 fn labels(s: &Shared, ids: &[String]) -> Vec<String> {
     ids.iter()
         .map(|id| {
-            s.license_names
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| id.clone())
+            s.job
+                .license_name(id)
+                .map_or_else(|| id.clone(), str::to_owned)
         })
         .collect()
 }

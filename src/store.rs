@@ -138,12 +138,15 @@ CREATE TABLE IF NOT EXISTS rows (
     PRIMARY KEY (run_id, line)
 ) WITHOUT ROWID;
 -- What a row says, written once at ingest. Kept apart from `rows` so that the
--- state changes of a run rewrite small pages, not the requests' text. Its key
+-- state changes of a run rewrite small pages, not the rows' text. Its key
 -- is the rowid (run_id << 32) + line: rows are appended in order and found
 -- by rowid, and large rows stay out of a WITHOUT ROWID b-tree.
 CREATE TABLE IF NOT EXISTS row_data (
     key            INTEGER PRIMARY KEY,     -- (run_id << 32) + line
-    request        TEXT,                    -- JSON body to send (NULL for invalid rows)
+    request        TEXT,                    -- JSON body, for kinds whose request is resolved against
+                                            -- the org at ingest (users: license ids); NULL where the
+                                            -- request is a pure function of the cells (meetings) and
+                                            -- for invalid rows
     original       TEXT NOT NULL            -- JSON array: the row's cells as read
 );
 -- Only pending rows are in it: a claim takes a row out, a success never touches it.
@@ -214,8 +217,10 @@ impl Counts {
 #[derive(Clone, Debug)]
 pub struct Claimed {
     pub line: i64,
-    /// The JSON body to send.
-    pub request: String,
+    /// The row's cells as read from the file.
+    pub cells: Vec<String>,
+    /// The body resolved at ingest, for kinds that store one (users).
+    pub request: Option<String>,
     /// An earlier attempt may have created it: look it up before sending.
     pub reconcile: bool,
     pub attempts: u32,
@@ -308,6 +313,29 @@ pub struct ReportRow {
     pub result_number: Option<String>,
     pub result_link: Option<String>,
     pub result_extra: Option<String>,
+}
+
+/// A row as ingest queues it.
+#[derive(Clone, Debug)]
+pub struct NewRow {
+    /// The file's own line number.
+    pub line: u64,
+    /// The row's cells, as [`encode_cells`] wrote them.
+    pub original: String,
+    /// The body to send, for kinds that resolve it at ingest (users).
+    pub request: Option<String>,
+    /// Why the row is invalid; `None`: it is pending.
+    pub error: Option<String>,
+}
+
+/// How a row's cells are kept (a JSON array of strings).
+pub fn encode_cells(cells: &[String]) -> String {
+    serde_json::to_string(cells).expect("strings serialize")
+}
+
+/// The cells [`encode_cells`] wrote.
+pub fn decode_cells(text: &str) -> std::result::Result<Vec<String>, serde_json::Error> {
+    serde_json::from_str(text)
 }
 
 /// A new run's description.
@@ -456,7 +484,7 @@ impl Store {
             let original: String = r.get(1)?;
             let row = ReportRow {
                 line: r.get(0)?,
-                original: serde_json::from_str(&original).map_err(|e| {
+                original: decode_cells(&original).map_err(|e| {
                     StoreError::Corrupt(format!("row {}: {e}", r.get::<_, i64>(0).unwrap_or(0)))
                 })?,
                 state: r.get(2)?,
@@ -575,29 +603,27 @@ impl Ingest<'_> {
         &self.uid
     }
 
-    /// Queues one row: `request` is the body to send (`None` for an invalid
-    /// row, which is stored with its `error` and never sent).
-    pub fn add_row(
-        &mut self,
-        line: u64,
-        original: &[String],
-        request: Option<&str>,
-        error: Option<&str>,
-    ) -> Result<()> {
-        let state = if request.is_some() {
-            "pending"
-        } else {
-            "invalid"
-        };
-        let original = serde_json::to_string(original).expect("strings serialize");
-        self.tx
-            .prepare_cached("INSERT INTO rows (run_id, line, state, error, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![self.run_id, line as i64, state, error, self.now])?;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO row_data (key, request, original) VALUES ((?1 << 32) + ?2, ?3, ?4)",
-            )?
-            .execute(params![self.run_id, line as i64, request, original])?;
+    /// Queues rows (in line order). A row without an `error` is `pending`.
+    pub fn add_rows(&mut self, rows: &[NewRow]) -> Result<()> {
+        let mut state = self.tx.prepare_cached(
+            "INSERT INTO rows (run_id, line, state, error, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let mut data = self
+            .tx
+            .prepare_cached("INSERT INTO row_data (key, request, original) VALUES (?1, ?2, ?3)")?;
+        for row in rows {
+            let line = row.line as i64;
+            let (name, error) = match &row.error {
+                None => ("pending", None),
+                Some(e) => ("invalid", Some(e.as_str())),
+            };
+            state.execute(params![self.run_id, line, name, error, self.now])?;
+            data.execute(params![
+                (self.run_id << 32) + line,
+                row.request,
+                row.original
+            ])?;
+        }
         Ok(())
     }
 
@@ -923,15 +949,24 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
 
 fn claim(tx: &Transaction<'_>, run_id: i64, now: i64, limit: usize) -> Result<Vec<Claimed>> {
     let mut select = tx.prepare_cached(
-        "SELECT r.line, d.request, r.reconcile, r.attempts, r.failures, r.throttled
+        "SELECT r.line, d.request, r.reconcile, r.attempts, r.failures, r.throttled, d.original
          FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line
          WHERE r.run_id = ?1 AND r.state = 'pending' AND r.next_at <= ?2 ORDER BY r.next_at, r.line LIMIT ?3",
     )?;
     let claimed = select
         .query_map(params![run_id, now, limit as i64], |r| {
+            let line = r.get(0)?;
+            let original: String = r.get(6)?;
             Ok(Claimed {
-                line: r.get(0)?,
-                request: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                line,
+                cells: decode_cells(&original).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        6,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                })?,
+                request: r.get(1)?,
                 reconcile: r.get::<_, i64>(2)? != 0,
                 attempts: r.get::<_, i64>(3)? as u32,
                 failures: r.get::<_, i64>(4)? as u32,
@@ -1041,14 +1076,21 @@ mod tests {
                 options: &opts,
             })
             .unwrap();
-        for line in 2..2 + n {
-            ingest
-                .add_row(line, &[format!("t{line}")], Some("{}"), None)
-                .unwrap();
-        }
-        ingest
-            .add_row(2 + n, &["bad".into()], None, Some("title is empty"))
-            .unwrap();
+        let mut rows: Vec<NewRow> = (2..2 + n)
+            .map(|line| NewRow {
+                line,
+                original: encode_cells(&[format!("t{line}")]),
+                request: None,
+                error: None,
+            })
+            .collect();
+        rows.push(NewRow {
+            line: 2 + n,
+            original: encode_cells(&["bad".into()]),
+            request: None,
+            error: Some("title is empty".into()),
+        });
+        ingest.add_rows(&rows).unwrap();
         let id = ingest.commit("abc", &["title".to_string()]).unwrap();
         (dir, store, id)
     }
@@ -1066,7 +1108,13 @@ mod tests {
                     options: &opts,
                 })
                 .unwrap();
-            ingest.add_row(2, &[], Some("{}"), None).unwrap();
+            let row = NewRow {
+                line: 2,
+                original: encode_cells(&[]),
+                request: None,
+                error: None,
+            };
+            ingest.add_rows(&[row]).unwrap();
         }
         assert!(store.runs().unwrap().is_empty());
     }
@@ -1078,6 +1126,8 @@ mod tests {
         let writer = store.into_writer();
         let got = writer.claim(run, now_ms(), 2).await.unwrap();
         assert_eq!(got.iter().map(|c| c.line).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(got[1].cells, vec!["t3".to_string()]);
+        assert_eq!(got[1].request, None);
         // A second connection (another process after a crash) sees them in flight.
         let mut other = Store::open(&dir.path().join("q.db")).unwrap();
         let c = other.counts(run).unwrap();
