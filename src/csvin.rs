@@ -308,7 +308,8 @@ impl CsvFile {
         &self.path
     }
 
-    /// Reads the next record into `fields` (cleared first). Returns the
+    /// Reads the next record into `fields` (which then holds exactly its
+    /// cells). Returns the
     /// record's line number, or `None` at the end of the file. Blank lines
     /// are skipped by the CSV reader.
     pub fn next_record(&mut self, fields: &mut Vec<String>) -> Result<Option<u64>, ReadError> {
@@ -322,18 +323,25 @@ impl CsvFile {
             Some(p) => self.tap.borrow_mut().line_at(p.byte()),
             None => line_hint,
         };
-        fields.clear();
         let record = std::mem::take(&mut self.record);
+        // The strings of the previous record are reused (no allocation per cell).
         for (i, cell) in record.iter().enumerate() {
-            let text = self.decode(cell, line, i + 1);
-            match text {
-                Ok(text) => fields.push(text.into_owned()),
+            match self.decode(cell, line, i + 1) {
+                Ok(text) => match fields.get_mut(i) {
+                    Some(field) => {
+                        field.clear();
+                        field.push_str(&text);
+                    }
+                    None => fields.push(text.into_owned()),
+                },
                 Err(e) => {
                     self.record = record;
+                    fields.clear();
                     return Err(e);
                 }
             }
         }
+        fields.truncate(record.len());
         self.record = record;
         Ok(Some(line))
     }
@@ -400,18 +408,17 @@ pub fn is_valid_email(email: &str) -> bool {
     {
         return false;
     }
-    let labels: Vec<&str> = domain.split('.').collect();
-    labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()))
+    let Some((_, tld)) = domain.rsplit_once('.') else {
+        return false;
+    };
+    domain.split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    }) && tld.len() >= 2
+        && !tld.chars().all(|c| c.is_ascii_digit())
 }
 
 #[cfg(test)]

@@ -356,6 +356,9 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // For a new database only: 16 KiB pages make the b-trees of a large
+        // ingest shallower and its writes larger (benches/ingest: ~1.2x).
+        conn.pragma_update(None, "page_size", 16384)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a commit is on disk before we go on, so "in_flight" survives
         // a power cut, not only a crash. Group commit keeps this cheap.
