@@ -373,6 +373,54 @@ async fn a_killed_run_resumes_and_creates_every_meeting_exactly_once() {
 
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_while_queueing_leaves_nothing_and_the_file_runs_again() {
+    let sim = start_sim(SimConfig::default()).await;
+    let work = Work::new();
+    let text = meetings_csv(3_000);
+    let split = text.match_indices('\n').nth(2_000).unwrap().0 + 1;
+    // The file is a pipe: the run reads the first 2,000 rows (queued in its
+    // open transaction) and then waits for more, deterministically.
+    let fifo = work.path("m.csv");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (db, base, file) = (s(&work.db()), sim.base_url(), s(&fifo));
+    let mut child = command(&work, &Env::sim(), &run_args(&file, &db, &base, &[]))
+        .spawn()
+        .unwrap();
+    let head = text[..split].to_owned();
+    let writer = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || {
+            use std::io::Write;
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            pipe.write_all(head.as_bytes()).unwrap();
+            pipe // kept open: the reader waits for the rest
+        }
+    });
+    let journal = work.path("queue.db-journal");
+    wait_until(Duration::from_secs(120), || journal.exists()).await;
+    let pipe = writer.join().unwrap();
+    child.start_kill().unwrap(); // SIGKILL in the middle of the transaction
+    assert!(!child.wait().await.unwrap().success());
+    drop(pipe);
+    assert_eq!(sim.stats().creates, 0);
+
+    // The interrupted transaction is rolled back: no run, no rows.
+    assert_eq!(work.status().await, serde_json::json!([]));
+    std::fs::remove_file(&fifo).unwrap();
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "m.csv", &text, &["--rate", "unlimited"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("queued run 1: 3000 rows"), "{out:?}");
+    assert_each_created_once(&sim, 3_000);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_cleanly_with_130_and_resume_finishes() {
     let sim = start_sim(SimConfig {
         latency: Duration::from_millis(20),
