@@ -627,6 +627,23 @@ fn switch_journal(conn: &Connection, mode: &str) -> bool {
     }
 }
 
+/// Rows one ingest statement inserts: one statement for many rows saves
+/// SQLite's per-statement work (benches/ingest: ~1.3x on the writing side).
+const ROWS_PER_INSERT: usize = 32;
+const INSERT_STATE: &str = "INSERT INTO rows (run_id, line, state, error, updated_at) VALUES {}";
+const STATE_VALUES: &str = "(?, ?, ?, ?, ?)";
+const INSERT_DATA: &str = "INSERT INTO row_data (key, request, original) VALUES {}";
+const DATA_VALUES: &str = "(?, ?, ?)";
+
+/// The two inserts of [`ROWS_PER_INSERT`] rows each.
+static MULTI_INSERTS: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+    let many = |values: &str| vec![values; ROWS_PER_INSERT].join(", ");
+    (
+        INSERT_STATE.replace("{}", &many(STATE_VALUES)),
+        INSERT_DATA.replace("{}", &many(DATA_VALUES)),
+    )
+});
+
 /// An ingest in progress: one transaction.
 pub struct Ingest<'a> {
     conn: &'a Connection,
@@ -671,24 +688,53 @@ impl Ingest<'_> {
     /// Queues rows (in line order). A row without an `error` is `pending`.
     pub fn add_rows(&mut self, rows: &[NewRow]) -> Result<()> {
         let tx = self.tx();
-        let mut state = tx.prepare_cached(
-            "INSERT INTO rows (run_id, line, state, error, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        let mut data =
-            tx.prepare_cached("INSERT INTO row_data (key, request, original) VALUES (?1, ?2, ?3)")?;
-        for row in rows {
-            let line = row.line as i64;
-            let (name, error) = match &row.error {
-                None => ("pending", None),
-                Some(e) => ("invalid", Some(e.as_str())),
-            };
-            state.execute(params![self.run_id, line, name, error, self.now])?;
-            data.execute(params![
-                (self.run_id << 32) + line,
-                row.request,
-                row.original
-            ])?;
+        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let (state, data) = &*MULTI_INSERTS;
+            let (mut state, mut data) = (tx.prepare_cached(state)?, tx.prepare_cached(data)?);
+            for chunk in &mut chunks {
+                for (i, row) in chunk.iter().enumerate() {
+                    self.bind(&mut state, &mut data, i, row)?;
+                }
+                state.raw_execute()?;
+                data.raw_execute()?;
+            }
         }
+        let mut state = tx.prepare_cached(&INSERT_STATE.replace("{}", STATE_VALUES))?;
+        let mut data = tx.prepare_cached(&INSERT_DATA.replace("{}", DATA_VALUES))?;
+        for row in chunks.remainder() {
+            self.bind(&mut state, &mut data, 0, row)?;
+            state.raw_execute()?;
+            data.raw_execute()?;
+        }
+        Ok(())
+    }
+
+    /// Binds `row` as the `i`-th row of the two inserts.
+    fn bind(
+        &self,
+        state: &mut rusqlite::Statement<'_>,
+        data: &mut rusqlite::Statement<'_>,
+        i: usize,
+        row: &NewRow,
+    ) -> Result<()> {
+        let line = row.line as i64;
+        let (s, d) = (i * 5, i * 3);
+        state.raw_bind_parameter(s + 1, self.run_id)?;
+        state.raw_bind_parameter(s + 2, line)?;
+        state.raw_bind_parameter(
+            s + 3,
+            if row.error.is_none() {
+                "pending"
+            } else {
+                "invalid"
+            },
+        )?;
+        state.raw_bind_parameter(s + 4, row.error.as_deref())?;
+        state.raw_bind_parameter(s + 5, self.now)?;
+        data.raw_bind_parameter(d + 1, (self.run_id << 32) + line)?;
+        data.raw_bind_parameter(d + 2, row.request.as_deref())?;
+        data.raw_bind_parameter(d + 3, row.original.as_str())?;
         Ok(())
     }
 
