@@ -70,8 +70,10 @@ fn main() {
             CONCURRENCY as u16,
         );
         let started = Instant::now();
+        let cpu_before = common::cpu_seconds();
         let result = execute(plan, std::future::pending()).await;
         let engine = n as f64 / started.elapsed().as_secs_f64();
+        let cpu = cpu_before.and_then(|b| Some(common::cpu_seconds()? - b));
         assert_eq!(result.code, 0);
         assert_eq!(sim.stats().creates as usize, n);
         assert_eq!(sim.stats().duplicates, 0);
@@ -81,6 +83,13 @@ fn main() {
         println!("bench engine: baseline_rows_per_second {baseline:.0}");
         println!("bench engine: engine_rows_per_second {engine:.0}");
         println!("bench engine: ratio_to_baseline {:.2}", engine / baseline);
+        if let Some(cpu) = cpu {
+            // Engine, simulator and HTTP on both sides: what a row costs the machine.
+            println!(
+                "bench engine: cpu_microseconds_per_row {:.1}",
+                cpu * 1e6 / n as f64
+            );
+        }
     });
 }
 

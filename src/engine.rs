@@ -317,10 +317,13 @@ async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<At
         Some(body) => serde_json::from_str::<MeetingRequest>(body)
             .map(|req| (req, body.clone()))
             .map_err(|e| format!("the queued request is unreadable: {e}")),
-        None => rows.request(row.line, &row.cells).map(|req| {
-            let body = serde_json::to_string(&req).expect("a request serializes");
-            (req, body)
-        }),
+        None => row
+            .cells()
+            .and_then(|cells| rows.request(row.line, &cells))
+            .map(|req| {
+                let body = serde_json::to_string(&req).expect("a request serializes");
+                (req, body)
+            }),
     };
     let (req, body) = match built {
         Ok(built) => built,

@@ -217,8 +217,8 @@ impl Counts {
 #[derive(Clone, Debug)]
 pub struct Claimed {
     pub line: i64,
-    /// The row's cells as read from the file.
-    pub cells: Vec<String>,
+    /// The row's cells as read from the file, encoded (see [`Claimed::cells`]).
+    pub original: String,
     /// The body resolved at ingest, for kinds that store one (users).
     pub request: Option<String>,
     /// An earlier attempt may have created it: look it up before sending.
@@ -226,6 +226,14 @@ pub struct Claimed {
     pub attempts: u32,
     pub failures: u32,
     pub throttled: u32,
+}
+
+impl Claimed {
+    /// The row's cells (decoded by the worker, not by the writer thread).
+    pub fn cells(&self) -> std::result::Result<Vec<String>, String> {
+        decode_cells(&self.original)
+            .map_err(|e| format!("the queued row is unreadable (line {}): {e}", self.line))
+    }
 }
 
 /// The meeting (or other object) a row produced.
@@ -1067,17 +1075,9 @@ fn claim(tx: &Transaction<'_>, run_id: i64, now: i64, limit: usize) -> Result<Ve
     )?;
     let claimed = select
         .query_map(params![run_id, now, limit as i64], |r| {
-            let line = r.get(0)?;
-            let original: String = r.get(6)?;
             Ok(Claimed {
-                line,
-                cells: decode_cells(&original).map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        6,
-                        rusqlite::types::Type::Text,
-                        e.into(),
-                    )
-                })?,
+                line: r.get(0)?,
+                original: r.get(6)?,
                 request: r.get(1)?,
                 reconcile: r.get::<_, i64>(2)? != 0,
                 attempts: r.get::<_, i64>(3)? as u32,
@@ -1296,7 +1296,7 @@ mod tests {
         let writer = store.into_writer();
         let got = writer.claim(run, now_ms(), 2).await.unwrap();
         assert_eq!(got.iter().map(|c| c.line).collect::<Vec<_>>(), vec![2, 3]);
-        assert_eq!(got[1].cells, vec!["t3".to_string()]);
+        assert_eq!(got[1].cells().unwrap(), vec!["t3".to_string()]);
         assert_eq!(got[1].request, None);
         // A second connection (another process after a crash) sees them in flight.
         let mut other = Store::open(&dir.path().join("q.db")).unwrap();
