@@ -19,7 +19,8 @@ fn main() {
 
     common::reset_peak_rss();
     let started = Instant::now();
-    let mut store = Store::open(&dir.path().join("bench.db")).unwrap();
+    let db = dir.path().join("bench.db");
+    let mut store = Store::open(&db).unwrap();
     let options = serde_json::json!({});
     let opts = IngestOptions {
         encoding: Encoding::Utf8,
@@ -45,4 +46,10 @@ fn main() {
     println!("bench ingest: seconds {secs:.2}");
     println!("bench ingest: rows_per_second {:.0}", n as f64 / secs);
     println!("bench ingest: peak_rss {peak}");
+    let on_disk: u64 = ["", "-wal", "-journal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", db.display())).ok())
+        .map(|m| m.len())
+        .sum();
+    println!("bench ingest: database {:.0} MB", on_disk as f64 / 1e6);
 }
