@@ -9,6 +9,7 @@
 //! Entry point: [`run`], which ends when every row is final, when
 //! `shutdown` fires (Ctrl-C), or when authentication fails.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -71,6 +72,9 @@ pub enum EngineError {
     #[error("a worker crashed: {0}")]
     Worker(String),
 }
+
+/// The most rows one claim takes.
+const MAX_CLAIM: usize = 256;
 
 /// What the rows of a run are, with what carrying them out needs.
 #[derive(Clone, Debug)]
@@ -167,6 +171,13 @@ pub async fn run(
     };
     let _stop_ticker = AbortOnDrop(ticker);
 
+    // Rows claimed (durably `in_flight`) but not started yet. When the rate
+    // allows, a claim takes rows for the free slots and as many again, so a
+    // fast run commits once for many rows. They start as slots free up and
+    // go back to `pending` if the run stops first (after a crash they are
+    // looked up before any send, like every `in_flight` row).
+    let mut ready: VecDeque<Claimed> = VecDeque::new();
+
     loop {
         while let Some(done) = workers.try_join_next() {
             reap(done)?;
@@ -185,16 +196,31 @@ pub async fn run(
                 _ = &mut shutdown => { stop = Some(Stop::Interrupted); break; }
             }
         }
+        if !ready.is_empty() {
+            // Their turns at the limiter were taken when they were claimed.
+            tokio::select! {
+                _ = s.pacing.pause.wait() => {}
+                _ = s.auth_stop.notify.notified() => continue,
+                _ = &mut shutdown => { stop = Some(Stop::Interrupted); break; }
+            }
+            let free = s.settings.concurrency - workers.len();
+            for row in ready.drain(..free.min(ready.len())) {
+                let shared = shared.clone();
+                workers.spawn(async move { work(&shared, row).await });
+            }
+            continue;
+        }
         // Wait for the pause and the limiter without holding a slot or a row.
         tokio::select! {
             _ = async { s.pacing.pause.wait().await; s.pacing.limiter.until_ready().await; s.pacing.pause.wait().await } => {}
             _ = s.auth_stop.notify.notified() => continue,
             _ = &mut shutdown => { stop = Some(Stop::Interrupted); break; }
         }
-        // Take more rows at once when slots and rate allow (fewer commits).
+        // Take more rows at once when the rate allows (fewer commits).
         let free = s.settings.concurrency - workers.len();
+        let most = (free + s.settings.concurrency).min(MAX_CLAIM);
         let mut want = 1;
-        while want < free && want < 64 && s.pacing.limiter.try_take() {
+        while want < most && s.pacing.limiter.try_take() {
             want += 1;
         }
         let rows = s.writer.claim(s.run_id, now_ms(), want).await?;
@@ -214,12 +240,14 @@ pub async fn run(
             }
             continue;
         }
-        for row in rows {
-            let shared = shared.clone();
-            workers.spawn(async move { work(&shared, row).await });
-        }
+        ready.extend(rows);
     }
 
+    // Nothing was sent for the rows not started yet.
+    if !ready.is_empty() {
+        let lines = ready.drain(..).map(|row| row.line).collect();
+        s.writer.release(s.run_id, lines).await?;
+    }
     // Let what is in flight finish (bounded); what does not finish stays
     // `in_flight` in the store and is looked up on resume.
     let drain = async {

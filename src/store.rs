@@ -798,6 +798,11 @@ enum Command {
         /// `None`: nobody waits; a failure is kept for [`Writer::failure`].
         reply: Option<tokio::sync::oneshot::Sender<Result<()>>>,
     },
+    Release {
+        run_id: i64,
+        lines: Vec<i64>,
+        reply: tokio::sync::oneshot::Sender<Result<()>>,
+    },
     Counts {
         run_id: i64,
         reply: tokio::sync::oneshot::Sender<Result<Counts>>,
@@ -830,6 +835,16 @@ pub struct Writer {
 
 /// The most commands one group commit takes.
 const MAX_BATCH: usize = 512;
+/// How long a result nobody waits for ([`Writer::record`]) may wait for
+/// other commands before it is committed on its own.
+const RECORD_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Command {
+    /// Whether someone waits for this command's answer.
+    fn waited_for(&self) -> bool {
+        !matches!(self, Command::Complete { reply: None, .. })
+    }
+}
 
 impl Writer {
     fn spawn(store: Store) -> Writer {
@@ -860,6 +875,17 @@ impl Writer {
             run_id,
             now,
             limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Gives claimed rows that were never started back to `pending`:
+    /// nothing was sent for them.
+    pub async fn release(&self, run_id: i64, lines: Vec<i64>) -> Result<()> {
+        self.ask(|reply| Command::Release {
+            run_id,
+            lines,
             reply,
         })
         .await
@@ -992,11 +1018,25 @@ fn keep_failure(failure: &FailureSlot, message: String) {
 
 fn writer_loop(mut store: Store, rx: mpsc::Receiver<Command>, failure: FailureSlot) {
     while let Ok(first) = rx.recv() {
+        // Commit as soon as the queue is empty if someone waits for an
+        // answer; results nobody waits for keep company for a moment (one
+        // commit, one fsync for many).
+        let since = std::time::Instant::now();
+        let mut waited_for = first.waited_for();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(cmd) => batch.push(cmd),
-                Err(_) => break,
+            let left = (since + RECORD_DELAY).saturating_duration_since(std::time::Instant::now());
+            let next = if waited_for || left.is_zero() {
+                rx.try_recv().ok()
+            } else {
+                rx.recv_timeout(left).ok()
+            };
+            match next {
+                Some(cmd) => {
+                    waited_for |= cmd.waited_for();
+                    batch.push(cmd);
+                }
+                None => break,
             }
         }
         let tx = match store.conn.transaction() {
@@ -1025,6 +1065,7 @@ fn reply_of(cmd: Command) -> Reply {
         Command::Claim { reply, .. } => Reply::Claim(reply, Ok(Vec::new())),
         Command::Complete { reply, .. } => Reply::Unit(reply, Ok(())),
         Command::SetRunState { reply, .. } => Reply::Unit(Some(reply), Ok(())),
+        Command::Release { reply, .. } => Reply::Unit(Some(reply), Ok(())),
         Command::Counts { reply, .. } => Reply::Counts(reply, Ok(Counts::default())),
         Command::NextDue { reply, .. } => Reply::NextDue(reply, Ok(None)),
     }
@@ -1045,6 +1086,11 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
             attempts,
             reply,
         } => Reply::Unit(reply, complete(tx, run_id, line, &outcome, &attempts)),
+        Command::Release {
+            run_id,
+            lines,
+            reply,
+        } => Reply::Unit(Some(reply), release(tx, run_id, &lines)),
         Command::Counts { run_id, reply } => Reply::Counts(reply, counts(tx, run_id)),
         Command::NextDue { run_id, reply } => Reply::NextDue(
             reply,
@@ -1065,6 +1111,19 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
             set_run_state(tx, run_id, state, exit_code, message.as_deref()),
         ),
     }
+}
+
+/// Claimed rows that were never started go back to `pending` as they were
+/// (a row that was to be looked up first still is).
+fn release(tx: &Transaction<'_>, run_id: i64, lines: &[i64]) -> Result<()> {
+    let mut back = tx.prepare_cached(
+        "UPDATE rows SET state = 'pending', updated_at = ?3 WHERE run_id = ?1 AND line = ?2 AND state = 'in_flight'",
+    )?;
+    let now = now_ms();
+    for line in lines {
+        back.execute(params![run_id, line, now])?;
+    }
+    Ok(())
 }
 
 fn claim(tx: &Transaction<'_>, run_id: i64, now: i64, limit: usize) -> Result<Vec<Claimed>> {
@@ -1333,6 +1392,66 @@ mod tests {
             vec![(3, true), (4, false)]
         );
         assert_eq!(other.attempts(run, 3).unwrap()[0].action, "interrupted");
+    }
+
+    #[tokio::test]
+    async fn released_rows_are_pending_again_as_they_were() {
+        let (dir, store, run) = store_with_rows(3);
+        let writer = store.into_writer();
+        let first = writer.claim(run, now_ms(), 3).await.unwrap();
+        assert_eq!(first.len(), 3);
+        // A crash: line 2 must be looked up before any resend.
+        writer.release(run, vec![2, 3, 4]).await.unwrap();
+        let mut other = Store::open(&dir.path().join("q.db")).unwrap();
+        other
+            .conn
+            .execute("UPDATE rows SET reconcile = 1 WHERE line = 2", [])
+            .unwrap();
+        let again = writer.claim(run, now_ms(), 3).await.unwrap();
+        writer.release(run, vec![3]).await.unwrap();
+        assert_eq!(
+            again
+                .iter()
+                .map(|c| (c.line, c.reconcile))
+                .collect::<Vec<_>>(),
+            vec![(2, true), (3, false), (4, false)]
+        );
+        let c = other.counts(run).unwrap();
+        assert_eq!((c.pending, c.in_flight), (1, 2));
+        // Released rows have no attempt: nothing was sent.
+        assert!(other.attempts(run, 3).unwrap().is_empty());
+        assert_eq!(other.prepare_resume(run, false).unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_result_nobody_waits_for_is_committed_on_its_own() {
+        let (dir, store, run) = store_with_rows(1);
+        let writer = store.into_writer();
+        let claimed = writer.claim(run, now_ms(), 1).await.unwrap();
+        writer
+            .record(
+                run,
+                claimed[0].line,
+                Outcome::Succeeded {
+                    created: Created {
+                        id: "m".into(),
+                        ..Created::default()
+                    },
+                    status: Some(200),
+                    tracking_id: None,
+                    note: None,
+                },
+                vec![],
+            )
+            .unwrap();
+        // Nobody asks anything more: the record is committed all the same.
+        let other = Store::open(&dir.path().join("q.db")).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while other.counts(run).unwrap().succeeded == 0 {
+            assert!(std::time::Instant::now() < deadline, "never committed");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(writer);
     }
 
     #[tokio::test]
