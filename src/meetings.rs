@@ -774,20 +774,18 @@ mod tests {
     }
 
     const H: [&str; 5] = ["Title", "Start", "Duration", "Host Email", "timezone"];
+    /// A valid row under `H`.
+    const GOOD: [&str; 5] = [
+        "Weekly sync",
+        "2027-01-12 09:00",
+        "45",
+        "jane@acme.com",
+        "Europe/Berlin",
+    ];
 
     #[test]
     fn a_good_row_becomes_a_request() {
-        let r = row(
-            &H,
-            &[
-                "Weekly sync",
-                "2027-01-12 09:00",
-                "45",
-                "jane@acme.com",
-                "Europe/Berlin",
-            ],
-        )
-        .unwrap();
+        let r = row(&H, &GOOD).unwrap();
         assert_eq!(r.start, "2027-01-12T09:00:00+01:00");
         assert_eq!(r.end, "2027-01-12T09:45:00+01:00");
         assert_eq!(r.timezone.as_deref(), Some("Europe/Berlin"));
@@ -1034,17 +1032,7 @@ mod tests {
 
     #[test]
     fn request_serializes_to_webex_field_names_only() {
-        let r = row(
-            &H,
-            &[
-                "Weekly sync",
-                "2027-01-12 09:00",
-                "45",
-                "jane@acme.com",
-                "Europe/Berlin",
-            ],
-        )
-        .unwrap();
+        let r = row(&H, &GOOD).unwrap();
         let v = serde_json::to_value(&r).unwrap();
         let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         keys.sort();

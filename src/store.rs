@@ -643,13 +643,22 @@ const STATE_VALUES: &str = "(?, ?, ?, ?, ?)";
 const INSERT_DATA: &str = "INSERT INTO row_data (key, request, original) VALUES {}";
 const DATA_VALUES: &str = "(?, ?, ?)";
 
-/// The two inserts of [`ROWS_PER_INSERT`] rows each.
-static MULTI_INSERTS: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+/// The ingest's inserts: of [`ROWS_PER_INSERT`] rows, and of one.
+struct InsertSql {
+    many_states: String,
+    many_data: String,
+    one_state: String,
+    one_data: String,
+}
+
+static INSERTS: std::sync::LazyLock<InsertSql> = std::sync::LazyLock::new(|| {
     let many = |values: &str| vec![values; ROWS_PER_INSERT].join(", ");
-    (
-        INSERT_STATE.replace("{}", &many(STATE_VALUES)),
-        INSERT_DATA.replace("{}", &many(DATA_VALUES)),
-    )
+    InsertSql {
+        many_states: INSERT_STATE.replace("{}", &many(STATE_VALUES)),
+        many_data: INSERT_DATA.replace("{}", &many(DATA_VALUES)),
+        one_state: INSERT_STATE.replace("{}", STATE_VALUES),
+        one_data: INSERT_DATA.replace("{}", DATA_VALUES),
+    }
 });
 
 /// An ingest in progress: one transaction.
@@ -698,8 +707,10 @@ impl Ingest<'_> {
         let tx = self.tx();
         let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
         if chunks.len() > 0 {
-            let (state, data) = &*MULTI_INSERTS;
-            let (mut state, mut data) = (tx.prepare_cached(state)?, tx.prepare_cached(data)?);
+            let (mut state, mut data) = (
+                tx.prepare_cached(&INSERTS.many_states)?,
+                tx.prepare_cached(&INSERTS.many_data)?,
+            );
             for chunk in &mut chunks {
                 for (i, row) in chunk.iter().enumerate() {
                     self.bind(&mut state, &mut data, i, row)?;
@@ -708,8 +719,8 @@ impl Ingest<'_> {
                 data.raw_execute()?;
             }
         }
-        let mut state = tx.prepare_cached(&INSERT_STATE.replace("{}", STATE_VALUES))?;
-        let mut data = tx.prepare_cached(&INSERT_DATA.replace("{}", DATA_VALUES))?;
+        let mut state = tx.prepare_cached(&INSERTS.one_state)?;
+        let mut data = tx.prepare_cached(&INSERTS.one_data)?;
         for row in chunks.remainder() {
             self.bind(&mut state, &mut data, 0, row)?;
             state.raw_execute()?;
@@ -1270,23 +1281,7 @@ mod tests {
     fn an_ingest_that_is_not_committed_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("q.db")).unwrap();
-        let opts = serde_json::json!({});
-        {
-            let mut ingest = store
-                .begin_ingest(&NewRun {
-                    kind: "meetings",
-                    source_path: "x",
-                    options: &opts,
-                })
-                .unwrap();
-            let row = NewRow {
-                line: 2,
-                original: encode_cells(&[]),
-                request: None,
-                error: None,
-            };
-            ingest.add_rows(&[row]).unwrap();
-        }
+        drop(one_row_ingest(&mut store));
         assert!(store.runs().unwrap().is_empty());
     }
 
