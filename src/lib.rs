@@ -20,6 +20,7 @@ pub mod progress;
 pub mod rate;
 pub mod report;
 pub mod retry;
+pub mod settle;
 pub mod sim;
 pub mod store;
 pub mod users;

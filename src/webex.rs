@@ -296,6 +296,16 @@ impl Client {
         req: reqwest::RequestBuilder,
         tracking_id: &str,
     ) -> Result<Answer<T>, ApiError> {
+        self.send_paged(req, tracking_id).await.map(|(a, _)| a)
+    }
+
+    /// [`Client::send`], also returning the next page's URL (`Link: <..>; rel="next"`)
+    /// when it is on this client's server.
+    async fn send_paged<T: for<'de> Deserialize<'de>>(
+        &self,
+        req: reqwest::RequestBuilder,
+        tracking_id: &str,
+    ) -> Result<(Answer<T>, Option<Url>), ApiError> {
         let resp = req
             .header(TRACKING_HEADER, tracking_id)
             .send()
@@ -306,12 +316,16 @@ impl Client {
         let header_tracking = header_str(&headers, TRACKING_HEADER);
         let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
         if (200..300).contains(&status) {
+            let next = next_link(&headers).and_then(|link| self.same_server(&link));
             let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
             return serde_json::from_slice(body)
-                .map(|value| Answer {
-                    value,
-                    status,
-                    tracking_id: header_tracking.clone(),
+                .map(|value| {
+                    let answer = Answer {
+                        value,
+                        status,
+                        tracking_id: header_tracking.clone(),
+                    };
+                    (answer, next)
                 })
                 .map_err(|e| ApiError::Decode {
                     status,
@@ -338,9 +352,10 @@ impl Client {
         self.send(req, tracking_id).await
     }
 
-    /// `GET /meetings?integrationTag=&hostEmail=&from=&to=`: meetings that
-    /// carry our tag, in a window around the meeting (the API only looks at
-    /// a window, 7 days from now by default).
+    /// `GET /meetings?integrationTag=&hostEmail=&from=&to=`: every meeting
+    /// that carries our tag, in a window around the meeting (the API only
+    /// looks at a window, 7 days from now by default), following the
+    /// `Link: rel="next"` pages (up to [`MAX_PAGES`]).
     pub async fn find_meetings_by_tag(
         &self,
         token: &SecretString,
@@ -350,7 +365,7 @@ impl Client {
         to: &str,
         tracking_id: &str,
     ) -> Result<Answer<Vec<Meeting>>, ApiError> {
-        let req = self
+        let mut req = self
             .http
             .get(self.url("meetings"))
             .header(AUTHORIZATION, bearer(token))
@@ -359,14 +374,73 @@ impl Client {
                 ("hostEmail", host_email),
                 ("from", from),
                 ("to", to),
-                ("max", "10"),
+                ("max", "100"),
             ]);
-        let a: Answer<Items<Meeting>> = self.send(req, tracking_id).await?;
-        Ok(Answer {
-            value: a.value.items,
-            status: a.status,
-            tracking_id: a.tracking_id,
+        let mut found = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let (a, next): (Answer<Items<Meeting>>, _) = self.send_paged(req, tracking_id).await?;
+            found.extend(a.value.items);
+            match next {
+                Some(url) => req = self.http.get(url).header(AUTHORIZATION, bearer(token)),
+                None => {
+                    return Ok(Answer {
+                        value: found,
+                        status: a.status,
+                        tracking_id: a.tracking_id,
+                    })
+                }
+            }
+        }
+        Err(ApiError::Decode {
+            status: 200,
+            detail: format!("more than {MAX_PAGES} pages of meetings carry the tag {tag}"),
+            tracking_id: None,
         })
+    }
+
+    /// `DELETE /meetings/{id}?hostEmail=&sendEmail=false`: removes a
+    /// duplicate without a cancellation email (the row's own meeting stays,
+    /// and invitees told it was cancelled would stay away from it). A
+    /// meeting that is already gone (404) counts as removed.
+    pub async fn delete_meeting(
+        &self,
+        token: &SecretString,
+        id: &str,
+        host_email: &str,
+        tracking_id: &str,
+    ) -> Result<Answer<()>, ApiError> {
+        let req = self
+            .http
+            .delete(self.url(&format!("meetings/{id}")))
+            .header(AUTHORIZATION, bearer(token))
+            .query(&[("hostEmail", host_email), ("sendEmail", "false")]);
+        match self.send::<serde_json::Value>(req, tracking_id).await {
+            Ok(a) => Ok(Answer {
+                value: (),
+                status: a.status,
+                tracking_id: a.tracking_id,
+            }),
+            Err(ApiError::Status {
+                status: 404,
+                tracking_id,
+                ..
+            }) => Ok(Answer {
+                value: (),
+                status: 404,
+                tracking_id,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `url` if it is on this client's server (scheme, host and port), so
+    /// that a `Link` header can never send our token elsewhere.
+    fn same_server(&self, url: &str) -> Option<Url> {
+        let url = self.base.join(url).ok()?;
+        (url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default())
+        .then_some(url)
     }
 
     /// `POST /access_token` with the refresh-token grant.
@@ -633,6 +707,38 @@ pub async fn receive_callback(
     got
 }
 
+/// The most pages one listing follows.
+pub const MAX_PAGES: usize = 20;
+
+/// The `rel="next"` target of a `Link` header (RFC 8288), if any.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(next_in_link)
+}
+
+/// The `rel="next"` target of one `Link` header value: `<url>; rel="next", <url>; rel="prev"`.
+/// The URL is read between `<` and `>`, so commas inside it do no harm.
+fn next_in_link(mut value: &str) -> Option<String> {
+    loop {
+        let open = value.find('<')?;
+        let close = open + value[open..].find('>')?;
+        let target = &value[open + 1..close];
+        let rest = &value[close + 1..];
+        let params_end = rest.find('<').unwrap_or(rest.len());
+        let is_next = rest[..params_end].split([';', ',']).any(|p| {
+            let p = p.trim().to_ascii_lowercase().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        if is_next {
+            return Some(target.to_owned());
+        }
+        value = rest;
+    }
+}
+
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -721,6 +827,41 @@ fn status_error(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_next_page_is_read_from_the_link_header() {
+        use super::next_in_link;
+        assert_eq!(
+            next_in_link(r#"<https://webexapis.com/v1/meetings?max=10&cursor=YWI=>; rel="next""#)
+                .as_deref(),
+            Some("https://webexapis.com/v1/meetings?max=10&cursor=YWI=")
+        );
+        assert_eq!(
+            next_in_link(r#"<https://a/x?p=1,2>; rel="prev", <https://a/x?p=3,4>; rel="next""#)
+                .as_deref(),
+            Some("https://a/x?p=3,4")
+        );
+        assert_eq!(next_in_link(r#"<https://a/x>; rel="prev""#), None);
+        assert_eq!(next_in_link("garbage"), None);
+    }
+
+    #[test]
+    fn a_next_link_to_another_server_is_not_followed() {
+        let client = super::Client::new(
+            url::Url::parse("https://webexapis.com/v1").unwrap(),
+            std::time::Duration::from_secs(1),
+        );
+        assert!(client
+            .same_server("https://webexapis.com/v1/meetings?cursor=1")
+            .is_some());
+        assert!(client.same_server("/v1/meetings?cursor=1").is_some());
+        assert!(client
+            .same_server("https://evil.example.com/v1/meetings")
+            .is_none());
+        assert!(client
+            .same_server("http://webexapis.com/v1/meetings")
+            .is_none());
+    }
+
     use super::*;
 
     #[test]
