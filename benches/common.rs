@@ -99,6 +99,7 @@ pub fn plan(
         concurrency: Some(concurrency),
         rate: Some(rate.into()),
         max_attempts: Some(8),
+        settle: None,
         timeout: std::time::Duration::from_secs(60),
         progress: webex_bulk::progress::Mode::None,
         home: dir.join("home"),

@@ -254,6 +254,14 @@ fn status(args: &StatusArgs) -> i32 {
             r.source_path
         );
     }
+    for (r, c) in &list {
+        if c.checks > 0 {
+            println!(
+                "run {}: {} succeeded rows still wait for their final check for duplicates; `webex-bulk run --resume {}` finishes it",
+                r.id, c.checks, r.id
+            );
+        }
+    }
     EXIT_OK
 }
 
@@ -320,6 +328,8 @@ pub struct RunPlan {
     pub rate: Option<String>,
     pub max_attempts: Option<u32>,
     pub timeout: Duration,
+    /// The settle window (see [`crate::settle`]); `None`: the run's own, else the default.
+    pub settle: Option<Duration>,
     pub progress: Mode,
     /// Where refreshed tokens are kept.
     pub home: PathBuf,
@@ -384,6 +394,7 @@ async fn run(args: RunArgs) -> i32 {
         rate: args.rate,
         max_attempts: args.max_attempts,
         timeout: Duration::from_secs(args.timeout.max(1)),
+        settle: args.settle.map(Duration::from_secs),
         progress: args.progress,
         home: auth::home_dir(),
         profile: args.profile,
@@ -574,6 +585,12 @@ async fn execute_inner(
                     String::new()
                 }
             );
+            if counts.checks > 0 {
+                eprintln!(
+                    "{} succeeded rows still wait for their final check for duplicates",
+                    counts.checks
+                );
+            }
             stored_options = info.options.clone();
             info.id
         }
@@ -584,6 +601,7 @@ async fn execute_inner(
     let settings = Settings {
         concurrency: options.concurrency,
         max_attempts: options.max_attempts,
+        settle: options.settle,
         ..Settings::default()
     };
 
@@ -685,6 +703,12 @@ async fn execute_inner(
             if counts.failed + counts.invalid > 0 {
                 println!("rows that need attention: webex-bulk report --db {db} --run {run_id} --failed -o failed.csv");
             }
+            if counts.noted > 0 {
+                println!(
+                    "{} rows have a note in the report (such as a duplicate removed): webex-bulk report --db {db} --run {run_id}",
+                    counts.noted
+                );
+            }
             eprintln!(
                 "{}",
                 match code {
@@ -719,6 +743,8 @@ struct Effective {
     rate: String,
     concurrency: usize,
     max_attempts: u32,
+    /// How long after an uncertain create "not found" is trusted.
+    settle: Duration,
 }
 
 impl Effective {
@@ -747,6 +773,10 @@ impl Effective {
                 .map(u64::from)
                 .or_else(|| number("max_attempts"))
                 .map_or(defaults.max_attempts, |n| n.max(1) as u32),
+            settle: plan
+                .settle
+                .or_else(|| number("settle_secs").map(Duration::from_secs))
+                .unwrap_or_else(|| crate::settle::default_settle(plan.timeout)),
         }
     }
 
@@ -764,6 +794,7 @@ impl Effective {
             "rate": self.rate,
             "concurrency": self.concurrency,
             "max_attempts": self.max_attempts,
+            "settle_secs": self.settle.as_secs(),
         })
     }
 }

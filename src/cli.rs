@@ -173,6 +173,9 @@ pub struct RunArgs {
     /// Seconds to wait for one answer before the request counts as timed out.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
+    /// Seconds Webex may still be working on a create whose outcome we do not know (a timeout, a dropped connection, a 5xx, a stop): a lookup that finds nothing is trusted, and the create sent again, only this long after it was sent [default: 120, or twice --timeout if longer].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub settle: Option<u64>,
     /// The credential profile to keep refreshed tokens under.
     #[arg(long, default_value = "default", value_name = "NAME")]
     pub profile: String,

@@ -85,6 +85,10 @@ pub fn demo_sim_config() -> SimConfig {
     }
 }
 
+/// The demo's settle window: its simulator has no slow creates, so a
+/// create's unknown outcome is settled as soon as it is answered.
+const DEMO_SETTLE: Duration = Duration::from_secs(2);
+
 pub async fn demo(args: DemoArgs) -> i32 {
     let dir = match prepare_dir(args.keep.as_deref()) {
         Ok(d) => d,
@@ -124,8 +128,12 @@ pub async fn demo(args: DemoArgs) -> i32 {
         handle.base_url()
     );
     eprintln!(
-        "webex-bulk demo: running {} with --rate auto (start at 5/s, find the limit) and 8 in flight\n",
-        sample.display()
+        "webex-bulk demo: running {} with --rate auto (start at 5/s, find the limit), 8 in flight and --settle {}\n\
+         (this simulator finishes every create before it answers, so an unknown outcome settles at once;\n \
+         against Webex keep the default of {} s: see `webex-bulk run --help`)\n",
+        sample.display(),
+        DEMO_SETTLE.as_secs(),
+        crate::settle::DEFAULT_SETTLE.as_secs()
     );
     let db = dir.join("webex-bulk.db");
     let plan = RunPlan {
@@ -142,6 +150,7 @@ pub async fn demo(args: DemoArgs) -> i32 {
         concurrency: Some(8),
         rate: Some("auto".into()),
         max_attempts: Some(8),
+        settle: Some(DEMO_SETTLE),
         timeout: Duration::from_secs(10),
         progress: args.progress,
         home: dir.join("home"),

@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -26,7 +25,10 @@ use crate::meetings::MeetingRequest;
 use crate::progress::Tally;
 use crate::rate::Pacing;
 use crate::retry::{backoff_delay, parse_retry_after, BACKOFF_BASE, BACKOFF_CAP};
-use crate::store::{now_ms, Attempt, Claimed, Counts, Created, Outcome, StoreError, Writer};
+use crate::settle::{self, Decision};
+use crate::store::{
+    now_ms, Attempt, Claimed, Counts, Created, Outcome, StoreError, Writer, SEND_SLACK_MS,
+};
 use crate::webex::{new_tracking_id, ApiError, Client};
 
 /// How the engine behaves.
@@ -40,6 +42,9 @@ pub struct Settings {
     pub max_throttled: u32,
     /// How long in-flight requests may take to finish after Ctrl-C or an auth failure.
     pub drain_timeout: Duration,
+    /// How long after an uncertain create a lookup that finds nothing is
+    /// trusted (see [`crate::settle`]).
+    pub settle: Duration,
 }
 
 impl Default for Settings {
@@ -49,6 +54,7 @@ impl Default for Settings {
             max_attempts: 8,
             max_throttled: 50,
             drain_timeout: Duration::from_secs(30),
+            settle: settle::DEFAULT_SETTLE,
         }
     }
 }
@@ -225,11 +231,16 @@ pub async fn run(
         }
         let rows = s.writer.claim(s.run_id, now_ms(), want).await?;
         if rows.is_empty() {
-            let next = s.writer.next_due(s.run_id).await?;
-            if workers.is_empty() && next.is_none() {
+            let waiting = s.writer.next_due(s.run_id).await?;
+            s.tally.checks.store(waiting.checks, Ordering::Relaxed);
+            s.tally
+                .next_check_at
+                .store(waiting.next_check.unwrap_or(0), Ordering::Relaxed);
+            if workers.is_empty() && waiting.next.is_none() {
                 break;
             }
-            let sleep = next
+            let sleep = waiting
+                .next
                 .map(|t| Duration::from_millis((t - now_ms()).clamp(1, 60_000) as u64))
                 .unwrap_or(Duration::from_secs(60));
             tokio::select! {
@@ -307,8 +318,18 @@ async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
     let mut log = Vec::new();
     let outcome = match &s.job {
         RunJob::Meetings(rows) => meeting(s, rows, &row, &mut log).await,
+        RunJob::Users { .. } if row.check => Outcome::Checked {
+            note: None,
+            next_check: None,
+            failure: false,
+            throttled: false,
+        },
         RunJob::Users { .. } => crate::onboard::person(s, &row, &mut log).await,
     };
+    if row.check {
+        // The row stays succeeded; nothing to count.
+        return s.writer.record(s.run_id, row.line, outcome, log);
+    }
     let now_retrying = matches!(
         outcome,
         Outcome::Retry {
@@ -338,7 +359,8 @@ async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
     s.writer.record(s.run_id, row.line, outcome, log)
 }
 
-/// Exactly once: look first when an earlier create may have happened, then create.
+/// Exactly once: look first when an earlier create may have happened, and
+/// trust a "not found" only once the settle window has passed; then create.
 async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<Attempt>) -> Outcome {
     // Runs queued by earlier versions kept the body; newer ones rebuild it.
     let built = match &row.request {
@@ -355,32 +377,84 @@ async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<At
     };
     let (req, body) = match built {
         Ok(built) => built,
+        Err(error) if row.check => {
+            return Outcome::Checked {
+                note: Some(format!("the final check could not be made: {error}")),
+                next_check: None,
+                failure: false,
+                throttled: false,
+            }
+        }
         Err(error) => {
             return Outcome::Failed {
                 status: None,
                 error,
                 tracking_id: None,
                 reconcile: row.reconcile,
+                uncertain_at: None,
             }
         }
     };
-    let mut first = true;
-    if row.reconcile {
-        let tag = req.integration_tags.first().cloned().unwrap_or_default();
-        match lookup(s, row, &req, &tag, log).await {
-            Step::Done(Some(found)) => {
-                return Outcome::Succeeded {
-                    created: found,
-                    status: log.last().and_then(|a| a.http_status),
-                    tracking_id: log.last().and_then(|a| a.tracking_id.clone()),
-                    note: None,
-                }
-            }
-            Step::Done(None) => first = false,
-            Step::Outcome(o) => return o,
-        }
+    if row.check {
+        return check(s, row, &req, log).await;
     }
-    if !first {
+    if row.reconcile {
+        let found = match lookup(s, row, &req, log).await {
+            Step::Done(found) => found,
+            Step::Outcome(o) => return o,
+        };
+        let ids: Vec<&str> = found.meetings.iter().map(|m| m.id.as_str()).collect();
+        match settle::decide(
+            &ids,
+            None,
+            row.uncertain_at,
+            found.sent_at,
+            s.settings.settle,
+        ) {
+            Decision::Adopt { keep, extras } => {
+                tracing::info!(
+                    line = row.line,
+                    "found the meeting an earlier attempt created; not sending again"
+                );
+                let extras = extras.iter().map(|i| ids[*i].to_owned()).collect();
+                let removal = remove(s, row, &req.host_email, extras, log).await;
+                // When two creates may have been sent, the other may land
+                // later still: look once more after the window.
+                let check_at = row
+                    .uncertain_at
+                    .filter(|_| row.creates >= 2)
+                    .map(|sent| settle::check_at(sent, s.settings.settle, now_ms()));
+                let check_at = match (check_at, removal.retry_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                return Outcome::Succeeded {
+                    created: created(&found.meetings[keep]),
+                    status: found.status,
+                    tracking_id: found.tracking_id,
+                    note: removal.note(),
+                    check_at,
+                };
+            }
+            Decision::LookAgainAt(at) => {
+                tracing::info!(
+                    line = row.line,
+                    "not found yet; an earlier create may still be under way: looking again in {}s",
+                    (at - now_ms()).max(0) / 1000
+                );
+                return Outcome::Retry {
+                    next_at: at,
+                    status: found.status,
+                    error: "an earlier create's outcome is unknown and the meeting is not found yet; looking again once the server has had time to finish it".into(),
+                    tracking_id: found.tracking_id,
+                    reconcile: true,
+                    uncertain_at: None,
+                    counts_as_failure: false,
+                    throttled: false,
+                };
+            }
+            Decision::Resend | Decision::RecordedMissing { .. } => {}
+        }
         // The lookup used the dispatcher's turn; the create needs its own.
         s.pacing.limiter.until_ready().await;
     }
@@ -388,6 +462,14 @@ async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<At
         return auth_outcome(s, row, 0, Some(401), "no access token".into(), None).await;
     };
     s.pacing.pause.wait().await;
+    // A create that leaves long after the claim (a pause, a slow lookup) is
+    // stamped first: after a stop, its settle window counts from the stamp.
+    if now_ms() - row.claimed_at > STAMP_AFTER_MS {
+        if let Err(e) = s.writer.stamp(s.run_id, row.line, now_ms()).await {
+            tracing::error!(line = row.line, "cannot record the send time: {e}");
+            return Outcome::Released;
+        }
+    }
     let tracking = new_tracking_id();
     let started = now_ms();
     let result = s.client.create_meeting(&token, &body, &tracking).await;
@@ -404,19 +486,19 @@ async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<At
                 tracking_id: answer.tracking_id.clone().or(Some(tracking)),
             });
             Outcome::Succeeded {
-                created: Created {
-                    id: answer.value.id,
-                    number: answer.value.meeting_number,
-                    link: answer.value.web_link,
-                    extra: None,
-                },
+                created: created(&answer.value),
                 status: Some(answer.status),
                 tracking_id: answer.tracking_id,
                 note: None,
+                // An earlier create may have been carried out too, later than we looked.
+                check_at: row
+                    .uncertain_at
+                    .map(|sent| settle::check_at(sent, s.settings.settle, now_ms())),
             }
         }
         Err(e) => {
-            let outcome = on_error(s, row, generation, &e, e.may_have_happened()).await;
+            let uncertain_at = e.may_have_happened().then_some(started);
+            let outcome = on_error(s, row, generation, &e, uncertain_at).await;
             log.push(attempt_for_error(
                 "create", started, &e, &tracking, &outcome,
             ));
@@ -425,76 +507,244 @@ async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<At
     }
 }
 
+/// A create that leaves more than this after its row was claimed stamps the
+/// row first (half of [`SEND_SLACK_MS`]: the rest covers the stamp itself).
+const STAMP_AFTER_MS: i64 = SEND_SLACK_MS / 2;
+
+fn created(m: &crate::webex::Meeting) -> Created {
+    Created {
+        id: m.id.clone(),
+        number: m.meeting_number.clone(),
+        link: m.web_link.clone(),
+        extra: None,
+    }
+}
+
+/// The final check of a succeeded row whose create followed an uncertain
+/// attempt: look its tag up once more, and remove every meeting but the
+/// recorded one.
+async fn check(s: &Shared, row: &Claimed, req: &MeetingRequest, log: &mut Vec<Attempt>) -> Outcome {
+    let found = match lookup(s, row, req, log).await {
+        Step::Done(found) => found,
+        Step::Outcome(o) => return as_check(o),
+    };
+    let ids: Vec<&str> = found.meetings.iter().map(|m| m.id.as_str()).collect();
+    let decision = settle::decide(
+        &ids,
+        row.result_id.as_deref(),
+        None,
+        found.sent_at,
+        s.settings.settle,
+    );
+    match decision {
+        Decision::Adopt { extras, .. } => {
+            let extras = extras.iter().map(|i| ids[*i].to_owned()).collect();
+            let removal = remove(s, row, &req.host_email, extras, log).await;
+            Outcome::Checked {
+                note: removal.note(),
+                next_check: removal.retry_at,
+                failure: false,
+                throttled: false,
+            }
+        }
+        Decision::RecordedMissing { others } => {
+            tracing::warn!(
+                line = row.line,
+                "the final check did not find the recorded meeting"
+            );
+            let mut note = "the final check did not find the recorded meeting".to_owned();
+            if !others.is_empty() {
+                note.push_str(&format!(
+                    "; {} other meeting(s) carry its tag: see `webex-bulk verify`",
+                    others.len()
+                ));
+            }
+            Outcome::Checked {
+                note: Some(note),
+                next_check: None,
+                failure: false,
+                throttled: false,
+            }
+        }
+        Decision::Resend | Decision::LookAgainAt(_) => Outcome::Checked {
+            note: None,
+            next_check: None,
+            failure: false,
+            throttled: false,
+        },
+    }
+}
+
+/// A check's lookup that did not answer: look again when the row would
+/// have been tried again, or give the check up (the row stays succeeded).
+fn as_check(o: Outcome) -> Outcome {
+    match o {
+        Outcome::Retry {
+            next_at,
+            counts_as_failure,
+            throttled,
+            ..
+        } => Outcome::Checked {
+            note: None,
+            next_check: Some(next_at),
+            failure: counts_as_failure,
+            throttled,
+        },
+        Outcome::Failed { error, .. } => Outcome::Checked {
+            note: Some(format!("the final check could not be made: {error}")),
+            next_check: None,
+            failure: false,
+            throttled: false,
+        },
+        other => other,
+    }
+}
+
+/// What removing a row's extra meetings came to.
+#[derive(Default)]
+struct Removal {
+    /// Meetings removed (or already gone).
+    removed: usize,
+    /// A removal must be tried again at this time (ms): the next check does it.
+    retry_at: Option<i64>,
+    /// Removals refused for good: "id: reason".
+    refused: Vec<String>,
+}
+
+impl Removal {
+    fn note(&self) -> Option<String> {
+        let mut parts: Vec<String> = settle::removed_note(self.removed).into_iter().collect();
+        if !self.refused.is_empty() {
+            parts.push(format!(
+                "could not remove {} duplicate(s): {}",
+                self.refused.len(),
+                self.refused.join("; ")
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// Deletes the meetings `ids` (duplicates of the row's meeting), without
+/// emails, each a request of its own (its own limiter turn), each logged.
+async fn remove(
+    s: &Shared,
+    row: &Claimed,
+    host: &str,
+    ids: Vec<String>,
+    log: &mut Vec<Attempt>,
+) -> Removal {
+    let mut removal = Removal::default();
+    for id in ids {
+        s.pacing.limiter.until_ready().await;
+        let Some((token, generation)) = s.tokens.fresh().await else {
+            removal.retry_at = Some(now_ms());
+            break;
+        };
+        s.pacing.pause.wait().await;
+        let tracking = new_tracking_id();
+        let started = now_ms();
+        match s.client.delete_meeting(&token, &id, host, &tracking).await {
+            Ok(answer) => {
+                s.pacing.accepted();
+                tracing::warn!(
+                    line = row.line,
+                    "removed a duplicate meeting ({id}) that an earlier attempt created"
+                );
+                log.push(Attempt {
+                    action: "delete",
+                    started_at: started,
+                    finished_at: now_ms(),
+                    http_status: Some(answer.status),
+                    outcome: "removed_duplicate",
+                    error: Some(format!("duplicate meeting {id}")),
+                    tracking_id: answer.tracking_id.or(Some(tracking)),
+                });
+                removal.removed += 1;
+            }
+            Err(e) => {
+                let outcome = on_error(s, row, generation, &e, None).await;
+                log.push(attempt_for_error(
+                    "delete", started, &e, &tracking, &outcome,
+                ));
+                match outcome {
+                    Outcome::Retry { next_at, .. } => {
+                        removal.retry_at = Some(next_at);
+                        break;
+                    }
+                    _ => removal.refused.push(format!("{id}: {e}")),
+                }
+            }
+        }
+    }
+    removal
+}
+
+/// What a lookup by tag found, and when it was sent.
+struct Found {
+    meetings: Vec<crate::webex::Meeting>,
+    /// When the lookup was sent (ms): what it can prove depends on it.
+    sent_at: i64,
+    status: Option<u16>,
+    tracking_id: Option<String>,
+}
+
 /// `GET /meetings?integrationTag=..&hostEmail=..` in a window around the meeting.
 async fn lookup(
     s: &Shared,
     row: &Claimed,
     req: &MeetingRequest,
-    tag: &str,
     log: &mut Vec<Attempt>,
-) -> Step<Option<Created>> {
+) -> Step<Found> {
+    let tag = req.integration_tags.first().cloned().unwrap_or_default();
     let Some((token, generation)) = s.tokens.fresh().await else {
         return Step::Outcome(
             auth_outcome(s, row, 0, Some(401), "no access token".into(), None).await,
         );
     };
-    let day = chrono::Duration::days(1);
-    let (Some(start), Some(end)) = (req.start_utc(), req.end_utc()) else {
+    let Some((from, to)) = req.lookup_window() else {
         return Step::Outcome(Outcome::Failed {
             status: None,
             error: "the queued request has no readable start/end".into(),
             tracking_id: None,
             reconcile: true,
+            uncertain_at: None,
         });
     };
-    let window = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     s.pacing.pause.wait().await;
     let tracking = new_tracking_id();
     let started = now_ms();
     let result = s
         .client
-        .find_meetings_by_tag(
-            &token,
-            tag,
-            &req.host_email,
-            &window(start - day),
-            &window(end + day),
-            &tracking,
-        )
+        .find_meetings_by_tag(&token, &tag, &req.host_email, &from, &to, &tracking)
         .await;
     match result {
         Ok(answer) => {
             s.pacing.accepted();
-            let found = answer.value.into_iter().next();
+            let tracking_id = answer.tracking_id.or(Some(tracking));
             log.push(Attempt {
-                action: "lookup",
+                action: if row.check { "check" } else { "lookup" },
                 started_at: started,
                 finished_at: now_ms(),
                 http_status: Some(answer.status),
-                outcome: if found.is_some() {
-                    "found"
-                } else {
-                    "not_found"
+                outcome: match answer.value.len() {
+                    0 => "not_found",
+                    1 => "found",
+                    _ => "found_several",
                 },
                 error: None,
-                tracking_id: answer.tracking_id.or(Some(tracking)),
+                tracking_id: tracking_id.clone(),
             });
-            if found.is_some() {
-                tracing::info!(
-                    line = row.line,
-                    "found the meeting an earlier attempt created; not sending again"
-                );
-            }
-            Step::Done(found.map(|m| Created {
-                id: m.id,
-                number: m.meeting_number,
-                link: m.web_link,
-                extra: None,
-            }))
+            Step::Done(Found {
+                meetings: answer.value,
+                sent_at: started,
+                status: Some(answer.status),
+                tracking_id,
+            })
         }
         Err(e) => {
             // Whatever happened, the create may still have happened: keep looking first.
-            let outcome = on_error(s, row, generation, &e, true).await;
+            let outcome = on_error(s, row, generation, &e, None).await;
             log.push(attempt_for_error(
                 "lookup", started, &e, &tracking, &outcome,
             ));
@@ -530,15 +780,17 @@ pub(crate) fn attempt_for_error(
     }
 }
 
-/// Decides what an API error means for the row. `uncertain`: the request
-/// may have been carried out, so look before sending it again.
+/// Decides what an API error means for the row. `uncertain_at`: the request
+/// may have been carried out; it was sent then (ms). Look before sending it
+/// again, and trust a "not found" only after the settle window.
 pub(crate) async fn on_error(
     s: &Shared,
     row: &Claimed,
     generation: u64,
     e: &ApiError,
-    uncertain: bool,
+    uncertain_at: Option<i64>,
 ) -> Outcome {
+    let uncertain = uncertain_at.is_some();
     let status = e.status();
     let tracking_id = e.tracking_id().map(str::to_owned);
     if status.is_some() && !e.is_rate_limited() {
@@ -558,6 +810,7 @@ pub(crate) async fn on_error(
                 error: format!("rate limited {} times: {e}", row.throttled + 1),
                 tracking_id,
                 reconcile: false,
+                uncertain_at: None,
             };
         }
         return Outcome::Retry {
@@ -566,6 +819,7 @@ pub(crate) async fn on_error(
             error: e.to_string(),
             tracking_id,
             reconcile: false,
+            uncertain_at: None,
             counts_as_failure: false,
             throttled: true,
         };
@@ -577,7 +831,7 @@ pub(crate) async fn on_error(
         let failures = row.failures + 1;
         if failures >= s.settings.max_attempts {
             let mut error = format!("gave up after {failures} attempts: {e}");
-            if uncertain {
+            if uncertain || row.reconcile {
                 error.push_str(" (the last attempt's outcome is unknown; it will be looked up before any resend)");
             }
             return Outcome::Failed {
@@ -585,6 +839,7 @@ pub(crate) async fn on_error(
                 error,
                 tracking_id,
                 reconcile: uncertain,
+                uncertain_at,
             };
         }
         let mut wait = backoff_delay(
@@ -607,6 +862,7 @@ pub(crate) async fn on_error(
             error: e.to_string(),
             tracking_id,
             reconcile: uncertain,
+            uncertain_at,
             counts_as_failure: true,
             throttled: false,
         };
@@ -616,6 +872,7 @@ pub(crate) async fn on_error(
         error: e.to_string(),
         tracking_id,
         reconcile: false,
+        uncertain_at: None,
     }
 }
 
@@ -635,6 +892,7 @@ pub(crate) async fn auth_outcome(
         error,
         tracking_id: tracking_id.clone(),
         reconcile: false,
+        uncertain_at: None,
         counts_as_failure,
         throttled: false,
     };

@@ -220,6 +220,15 @@ impl MeetingRequest {
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
+
+    /// The `from`/`to` of a lookup by tag: a day either side of the meeting.
+    /// The list API searches only 7 days from now when none is given, so
+    /// without it a meeting further out would never be found.
+    pub fn lookup_window(&self) -> Option<(String, String)> {
+        let day = chrono::Duration::days(1);
+        let text = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        Some((text(self.start_utc()? - day), text(self.end_utc()? + day)))
+    }
 }
 
 /// Checks one data row and builds its request, or lists everything wrong

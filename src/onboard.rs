@@ -85,7 +85,7 @@ impl Calls<'_> {
             Err(e) => {
                 // Every attempt starts with a lookup by email: an uncertain
                 // create needs no separate reconciliation.
-                let mut outcome = on_error(s, self.row, generation, &e, false).await;
+                let mut outcome = on_error(s, self.row, generation, &e, None).await;
                 if e.status() == Some(409) && action == "create" {
                     // Someone (an earlier attempt whose answer was lost) created
                     // the person: go again, and the lookup finds them.
@@ -95,6 +95,7 @@ impl Calls<'_> {
                         error: e.to_string(),
                         tracking_id: e.tracking_id().map(str::to_owned),
                         reconcile: false,
+                        uncertain_at: None,
                         counts_as_failure: true,
                         throttled: false,
                     };
@@ -144,6 +145,7 @@ fn failed(status: Option<u16>, error: String) -> Outcome {
         error,
         tracking_id: None,
         reconcile: false,
+        uncertain_at: None,
     }
 }
 
@@ -176,6 +178,7 @@ fn done(
         status: Some(status),
         tracking_id: None,
         note: None,
+        check_at: None,
     }
 }
 
@@ -230,6 +233,7 @@ async fn create(calls: &mut Calls<'_>, change: &UserChange) -> Outcome {
             ),
             tracking_id: answer.tracking_id,
             reconcile: false,
+            uncertain_at: None,
         };
     }
     done(
@@ -381,6 +385,7 @@ async fn update(calls: &mut Calls<'_>, change: &UserChange, person: Person) -> O
                 ),
                 tracking_id: answer.tracking_id,
                 reconcile: false,
+                uncertain_at: None,
             };
         }
         status = answer.status;

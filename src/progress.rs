@@ -34,6 +34,10 @@ pub struct Tally {
     pub retrying: AtomicI64,
     /// Rows finished in this process (for the rate).
     pub finished_here: AtomicU64,
+    /// Succeeded rows still to be looked up once more (as the dispatcher last saw).
+    pub checks: AtomicU64,
+    /// When the next of those checks is due (ms since the epoch; 0: none waiting).
+    pub next_check_at: AtomicI64,
 }
 
 /// The bar that log lines must step around, if one is shown.
@@ -156,6 +160,14 @@ impl Progress {
         if rate > 0.0 {
             msg.push_str(&format!(" | rate {rate:.1}/s"));
         }
+        let checks = t.checks.load(Ordering::Relaxed);
+        if checks > 0 {
+            msg.push_str(&checking(
+                checks,
+                t.next_check_at.load(Ordering::Relaxed),
+                crate::store::now_ms(),
+            ));
+        }
         if let Some(p) = self.pacing.pause.remaining() {
             msg.push_str(&format!(
                 " | paused by rate limit for {}s",
@@ -205,6 +217,17 @@ impl Progress {
     }
 }
 
+/// " | checking 3 uncertain rows (next in 37 s)".
+fn checking(n: u64, next_at: i64, now: i64) -> String {
+    let rows = if n == 1 { "row" } else { "rows" };
+    if next_at > now {
+        let secs = ((next_at - now) as f64 / 1000.0).ceil() as i64;
+        format!(" | checking {n} uncertain {rows} (next in {secs} s)")
+    } else {
+        format!(" | checking {n} uncertain {rows}")
+    }
+}
+
 /// `1h02m`, `3m05s`, `12s`.
 pub fn humanize(d: Duration) -> String {
     let s = d.as_secs();
@@ -233,6 +256,15 @@ pub fn humanize_long(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checking_phase_says_how_many_and_when() {
+        assert_eq!(
+            checking(3, 1_037_000, 1_000_000),
+            " | checking 3 uncertain rows (next in 37 s)"
+        );
+        assert_eq!(checking(1, 0, 1_000_000), " | checking 1 uncertain row");
+    }
 
     #[test]
     fn durations_read_well() {

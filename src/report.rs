@@ -7,7 +7,7 @@ use crate::csvin::normalize_header;
 use crate::store::{ReportRow, RunInfo, Store, StoreError};
 
 /// The columns the report adds after the file's own, for a meetings run.
-pub const RESULT_COLUMNS: [&str; 9] = [
+pub const RESULT_COLUMNS: [&str; 10] = [
     "line",
     "status",
     "attempts",
@@ -17,10 +17,11 @@ pub const RESULT_COLUMNS: [&str; 9] = [
     "meeting_id",
     "meeting_number",
     "web_link",
+    "note",
 ];
 
 /// The same for a users run.
-pub const USER_RESULT_COLUMNS: [&str; 10] = [
+pub const USER_RESULT_COLUMNS: [&str; 11] = [
     "line",
     "status",
     "attempts",
@@ -31,6 +32,7 @@ pub const USER_RESULT_COLUMNS: [&str; 10] = [
     "action",
     "licenses_before",
     "licenses_after",
+    "note",
 ];
 
 /// The result columns of a run of `kind`.
@@ -78,6 +80,7 @@ fn result_cells(kind: &str, row: &ReportRow) -> Vec<String> {
     } else {
         cells.push(text(&row.result_link));
     }
+    cells.push(text(&row.note));
     cells
 }
 

@@ -101,7 +101,10 @@ impl RunState {
     }
 }
 
-const SCHEMA: &str = r#"
+/// The schema as the first release wrote it (`user_version` 0 or 1). New
+/// databases are created with it and then migrated like old ones, so every
+/// database goes through the same steps.
+const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS runs (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     uid           TEXT NOT NULL,            -- random, part of every integration tag of the run
@@ -165,6 +168,62 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 "#;
 
+/// Version 2: the settle window and the final check (exactly once on a slow
+/// server), and a note for rows that needed repair.
+const MIGRATE_V2: &str = r#"
+ALTER TABLE rows ADD COLUMN uncertain_at INTEGER; -- ms: when the row's latest create whose outcome is
+                                                  -- unknown was sent (for a row found in_flight after a
+                                                  -- stop: the latest time it may have been sent). A
+                                                  -- "not found" proves nothing before uncertain_at + settle.
+ALTER TABLE rows ADD COLUMN check_at INTEGER;     -- ms: a succeeded row whose create followed an uncertain
+                                                  -- attempt is looked up once more at this time (extra
+                                                  -- meetings with its tag are removed); NULL: no check due
+ALTER TABLE rows ADD COLUMN checking INTEGER NOT NULL DEFAULT 0; -- 1 while a worker holds the check
+ALTER TABLE rows ADD COLUMN note TEXT;            -- what the report says about a succeeded row
+                                                  -- (e.g. 'removed 1 duplicate')
+ALTER TABLE rows ADD COLUMN creates INTEGER NOT NULL DEFAULT 0; -- creates that may have been sent
+                                                  -- (a stop while in flight counts as one): a row that
+                                                  -- may have sent two has its final check
+CREATE INDEX IF NOT EXISTS rows_checks ON rows(run_id, check_at) WHERE check_at IS NOT NULL;
+-- What earlier versions knew, from the attempt log.
+UPDATE rows SET creates = (SELECT count(*) FROM attempts a WHERE a.run_id = rows.run_id
+    AND a.line = rows.line AND a.action IN ('create', 'interrupted'));
+-- (5000 = SEND_SLACK_MS: the last update came after the uncertain send)
+UPDATE rows SET uncertain_at = updated_at + 5000 WHERE reconcile = 1;
+"#;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The most a create may leave after its row was claimed (or re-stamped):
+/// the engine stamps the row again before a create that would leave later
+/// (see `Writer::stamp`). A row found `in_flight` after a stop counts its
+/// settle window from `updated_at + SEND_SLACK_MS`.
+pub const SEND_SLACK_MS: i64 = 5_000;
+
+/// Brings a database of any earlier version to [`SCHEMA_VERSION`], in one
+/// transaction; refuses one written by a newer build.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction()?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "this database was written by a newer webex-bulk (schema version {version}, this build knows up to {SCHEMA_VERSION}); use that version or a new --db"
+        )));
+    }
+    if version < 1 {
+        tx.execute_batch(SCHEMA_V1)?;
+    }
+    if version < 2 {
+        tx.execute_batch(MIGRATE_V2)?;
+    }
+    if version < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// What a run was, for listing and resuming.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunInfo {
@@ -192,6 +251,12 @@ pub struct Counts {
     pub succeeded: u64,
     pub failed: u64,
     pub invalid: u64,
+    /// Succeeded rows still to be looked up once more (their create followed
+    /// an uncertain attempt); a run is finished only when this is 0. Not a
+    /// state of its own: these rows are counted in `succeeded` too.
+    pub checks: u64,
+    /// Rows whose report has a note (e.g. "removed 1 duplicate").
+    pub noted: u64,
 }
 
 impl Counts {
@@ -223,6 +288,19 @@ pub struct Claimed {
     pub request: Option<String>,
     /// An earlier attempt may have created it: look it up before sending.
     pub reconcile: bool,
+    /// When the latest create that may have happened was sent (ms): a
+    /// lookup that finds nothing proves nothing before this + the settle window.
+    pub uncertain_at: Option<i64>,
+    /// When this claim was made (ms); the row's create leaves within
+    /// [`SEND_SLACK_MS`] of it, or the row is stamped again first.
+    pub claimed_at: i64,
+    /// This claim is the final check of a succeeded row (see `check_at`),
+    /// not an attempt to carry it out.
+    pub check: bool,
+    /// The recorded result's id (meeting id), for a check.
+    pub result_id: Option<String>,
+    /// Creates that may have been sent for it before this claim.
+    pub creates: u32,
     pub attempts: u32,
     pub failures: u32,
     pub throttled: u32,
@@ -257,7 +335,11 @@ pub enum Outcome {
         created: Created,
         status: Option<u16>,
         tracking_id: Option<String>,
+        /// What the report says about it (e.g. "removed 1 duplicate").
         note: Option<String>,
+        /// Look it up once more at this time (ms): an attempt before the
+        /// one that succeeded may still create a second one.
+        check_at: Option<i64>,
     },
     /// Try again at `next_at` (ms since epoch).
     Retry {
@@ -267,6 +349,8 @@ pub enum Outcome {
         tracking_id: Option<String>,
         /// The request may have been carried out: look before resending.
         reconcile: bool,
+        /// When the request that may have been carried out was sent (ms).
+        uncertain_at: Option<i64>,
         /// Counted against `--max-attempts` (transient failures).
         counts_as_failure: bool,
         /// A 429.
@@ -279,9 +363,21 @@ pub enum Outcome {
         error: String,
         tracking_id: Option<String>,
         reconcile: bool,
+        /// When the request that may have been carried out was sent (ms).
+        uncertain_at: Option<i64>,
     },
-    /// The attempt ended without an answer that says anything (e.g. the run stopped); back to pending as is.
+    /// The attempt ended before anything was sent for it; back to pending as is.
     Released,
+    /// A succeeded row's final check ended: `next_check` is when to look
+    /// again (the check could not be finished), `None` when it is done.
+    Checked {
+        note: Option<String>,
+        next_check: Option<i64>,
+        /// The check's lookup failed transiently (counted like a row's failures).
+        failure: bool,
+        /// The check's lookup was answered 429.
+        throttled: bool,
+    },
 }
 
 /// One line of the attempts log.
@@ -321,6 +417,20 @@ pub struct ReportRow {
     pub result_number: Option<String>,
     pub result_link: Option<String>,
     pub result_extra: Option<String>,
+    /// What else happened to it (e.g. "removed 1 duplicate").
+    pub note: Option<String>,
+}
+
+/// A succeeded row, as `verify` reads it.
+#[derive(Clone, Debug)]
+pub struct SucceededRow {
+    pub line: i64,
+    /// The row's cells, encoded (see [`decode_cells`]).
+    pub original: String,
+    /// The body stored at ingest, for runs that kept one.
+    pub request: Option<String>,
+    /// The meeting (or person) id recorded for it.
+    pub result_id: Option<String>,
 }
 
 /// A row as ingest queues it.
@@ -375,7 +485,8 @@ impl Store {
         // a power cut, not only a crash. Group commit keeps this cheap.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
+        let mut conn = conn;
+        migrate(&mut conn)?;
         Ok(Store { conn })
     }
 
@@ -469,9 +580,18 @@ impl Store {
              FROM rows WHERE run_id = ?1 AND state = 'in_flight'",
             params![run_id, now],
         )?;
+        // The create may have left up to SEND_SLACK_MS after the claim (or
+        // the last stamp): its settle window counts from then.
         let n = tx.execute(
-            "UPDATE rows SET state = 'pending', reconcile = 1, next_at = 0, updated_at = ?2 WHERE run_id = ?1 AND state = 'in_flight'",
-            params![run_id, now],
+            "UPDATE rows SET state = 'pending', reconcile = 1, next_at = 0, creates = creates + 1,
+             uncertain_at = max(coalesce(uncertain_at, 0), updated_at + ?3), updated_at = ?2
+             WHERE run_id = ?1 AND state = 'in_flight'",
+            params![run_id, now, SEND_SLACK_MS],
+        )?;
+        // Checks are lookups: one that was under way is simply made again.
+        tx.execute(
+            "UPDATE rows SET checking = 0 WHERE run_id = ?1 AND checking = 1",
+            params![run_id],
         )?;
         if retry_failed {
             tx.execute(
@@ -507,10 +627,10 @@ impl Store {
         mut f: impl FnMut(ReportRow) -> std::io::Result<()>,
     ) -> Result<()> {
         let sql = if failed_only {
-            "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link, r.result_extra
+            "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link, r.result_extra, r.note
              FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line WHERE r.run_id = ?1 AND r.state IN ('failed', 'invalid') ORDER BY r.line"
         } else {
-            "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link, r.result_extra
+            "SELECT r.line, d.original, r.state, r.attempts, r.last_status, r.error, r.tracking_id, r.result_id, r.result_number, r.result_link, r.result_extra, r.note
              FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line WHERE r.run_id = ?1 ORDER BY r.line"
         };
         let mut stmt = self.conn.prepare(sql)?;
@@ -531,6 +651,7 @@ impl Store {
                 result_number: r.get(8)?,
                 result_link: r.get(9)?,
                 result_extra: r.get(10)?,
+                note: r.get(11)?,
             };
             f(row).map_err(|e| StoreError::Corrupt(format!("cannot write the report: {e}")))?;
         }
@@ -553,6 +674,44 @@ impl Store {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// Up to `limit` succeeded rows after `after_line`, in line order (for
+    /// `verify`, which goes through a run a page at a time).
+    pub fn succeeded_rows(
+        &self,
+        run_id: i64,
+        after_line: i64,
+        limit: usize,
+    ) -> Result<Vec<SucceededRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.line, d.original, d.request, r.result_id
+             FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line
+             WHERE r.run_id = ?1 AND r.state = 'succeeded' AND r.line > ?2 ORDER BY r.line LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![run_id, after_line, limit as i64], |r| {
+                Ok(SucceededRow {
+                    line: r.get(0)?,
+                    original: r.get(1)?,
+                    request: r.get(2)?,
+                    result_id: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Adds requests made for a row outside a run (`verify --fix`) to its attempt log.
+    pub fn log_attempts(&mut self, run_id: i64, line: i64, attempts: &[Attempt]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        insert_attempts(&tx, run_id, line, attempts)?;
+        tx.execute(
+            "UPDATE rows SET attempts = attempts + ?3 WHERE run_id = ?1 AND line = ?2",
+            params![run_id, line, attempts.len() as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Hands the store to a writer thread for the engine.
@@ -600,6 +759,11 @@ fn counts(conn: &Connection, run_id: i64) -> Result<Counts> {
             other => return Err(StoreError::Corrupt(format!("unknown row state {other:?}"))),
         }
     }
+    (c.checks, c.noted) = conn
+        .prepare_cached(
+            "SELECT count(check_at), count(note) FROM rows WHERE run_id = ?1 AND (check_at IS NOT NULL OR note IS NOT NULL)",
+        )?
+        .query_row([run_id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?;
     Ok(c)
 }
 
@@ -820,7 +984,13 @@ enum Command {
     },
     NextDue {
         run_id: i64,
-        reply: tokio::sync::oneshot::Sender<Result<Option<i64>>>,
+        reply: tokio::sync::oneshot::Sender<Result<Waiting>>,
+    },
+    Stamp {
+        run_id: i64,
+        line: i64,
+        now: i64,
+        reply: tokio::sync::oneshot::Sender<Result<()>>,
     },
     SetRunState {
         run_id: i64,
@@ -955,9 +1125,23 @@ impl Writer {
         self.ask(|reply| Command::Counts { run_id, reply }).await
     }
 
-    /// When the earliest pending row becomes due (ms), if any row is pending.
-    pub async fn next_due(&self, run_id: i64) -> Result<Option<i64>> {
+    /// What the run still waits for: when the earliest pending row or
+    /// final check becomes due.
+    pub async fn next_due(&self, run_id: i64) -> Result<Waiting> {
         self.ask(|reply| Command::NextDue { run_id, reply }).await
+    }
+
+    /// Records durably that a claimed row's request leaves now (ms): a row
+    /// whose create would leave more than [`SEND_SLACK_MS`] after its claim
+    /// is stamped first, so a stop's settle window never starts too early.
+    pub async fn stamp(&self, run_id: i64, line: i64, now: i64) -> Result<()> {
+        self.ask(|reply| Command::Stamp {
+            run_id,
+            line,
+            now,
+            reply,
+        })
+        .await
     }
 
     /// Records how the run stopped.
@@ -992,8 +1176,8 @@ enum Reply {
     Unit(Option<tokio::sync::oneshot::Sender<Result<()>>>, Result<()>),
     Counts(tokio::sync::oneshot::Sender<Result<Counts>>, Result<Counts>),
     NextDue(
-        tokio::sync::oneshot::Sender<Result<Option<i64>>>,
-        Result<Option<i64>>,
+        tokio::sync::oneshot::Sender<Result<Waiting>>,
+        Result<Waiting>,
     ),
 }
 
@@ -1078,7 +1262,8 @@ fn reply_of(cmd: Command) -> Reply {
         Command::SetRunState { reply, .. } => Reply::Unit(Some(reply), Ok(())),
         Command::Release { reply, .. } => Reply::Unit(Some(reply), Ok(())),
         Command::Counts { reply, .. } => Reply::Counts(reply, Ok(Counts::default())),
-        Command::NextDue { reply, .. } => Reply::NextDue(reply, Ok(None)),
+        Command::NextDue { reply, .. } => Reply::NextDue(reply, Ok(Waiting::default())),
+        Command::Stamp { reply, .. } => Reply::Unit(Some(reply), Ok(())),
     }
 }
 
@@ -1103,12 +1288,19 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
             reply,
         } => Reply::Unit(Some(reply), release(tx, run_id, &lines)),
         Command::Counts { run_id, reply } => Reply::Counts(reply, counts(tx, run_id)),
-        Command::NextDue { run_id, reply } => Reply::NextDue(
+        Command::NextDue { run_id, reply } => Reply::NextDue(reply, waiting(tx, run_id)),
+        Command::Stamp {
+            run_id,
+            line,
+            now,
             reply,
+        } => Reply::Unit(
+            Some(reply),
             tx.prepare_cached(
-                "SELECT min(next_at) FROM rows WHERE run_id = ?1 AND state = 'pending'",
+                "UPDATE rows SET updated_at = ?3 WHERE run_id = ?1 AND line = ?2 AND state = 'in_flight'",
             )
-            .and_then(|mut s| s.query_row([run_id], |r| r.get(0)))
+            .and_then(|mut s| s.execute(params![run_id, line, now]))
+            .map(drop)
             .map_err(Into::into),
         ),
         Command::SetRunState {
@@ -1125,42 +1317,108 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
 }
 
 /// Claimed rows that were never started go back to `pending` as they were
-/// (a row that was to be looked up first still is).
+/// (a row that was to be looked up first still is), and claimed checks to
+/// waiting.
 fn release(tx: &Transaction<'_>, run_id: i64, lines: &[i64]) -> Result<()> {
     let mut back = tx.prepare_cached(
         "UPDATE rows SET state = 'pending', updated_at = ?3 WHERE run_id = ?1 AND line = ?2 AND state = 'in_flight'",
     )?;
+    let mut check = tx.prepare_cached(
+        "UPDATE rows SET checking = 0 WHERE run_id = ?1 AND line = ?2 AND checking = 1",
+    )?;
     let now = now_ms();
     for line in lines {
         back.execute(params![run_id, line, now])?;
+        check.execute(params![run_id, line])?;
     }
     Ok(())
 }
 
+/// What a run still waits for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Waiting {
+    /// When the earliest pending row or final check not yet under way becomes due (ms).
+    pub next: Option<i64>,
+    /// Final checks not done yet (under way or waiting).
+    pub checks: u64,
+    /// When the earliest waiting final check becomes due (ms).
+    pub next_check: Option<i64>,
+}
+
+fn waiting(tx: &Transaction<'_>, run_id: i64) -> Result<Waiting> {
+    let pending: Option<i64> = tx
+        .prepare_cached("SELECT min(next_at) FROM rows WHERE run_id = ?1 AND state = 'pending'")?
+        .query_row([run_id], |r| r.get(0))?;
+    let (checks, next_check): (i64, Option<i64>) = tx
+        .prepare_cached(
+            "SELECT count(*), min(CASE WHEN checking = 0 THEN check_at END) FROM rows
+             WHERE run_id = ?1 AND check_at IS NOT NULL",
+        )?
+        .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let next = match (pending, next_check) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(Waiting {
+        next,
+        checks: checks as u64,
+        next_check,
+    })
+}
+
+/// Due pending rows first (durably `in_flight`), then due final checks.
 fn claim(tx: &Transaction<'_>, run_id: i64, now: i64, limit: usize) -> Result<Vec<Claimed>> {
-    let mut select = tx.prepare_cached(
-        "SELECT r.line, d.request, r.reconcile, r.attempts, r.failures, r.throttled, d.original
-         FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line
-         WHERE r.run_id = ?1 AND r.state = 'pending' AND r.next_at <= ?2 ORDER BY r.next_at, r.line LIMIT ?3",
-    )?;
-    let claimed = select
-        .query_map(params![run_id, now, limit as i64], |r| {
+    let read = |check: bool| {
+        move |r: &rusqlite::Row<'_>| {
             Ok(Claimed {
                 line: r.get(0)?,
                 original: r.get(6)?,
                 request: r.get(1)?,
                 reconcile: r.get::<_, i64>(2)? != 0,
+                uncertain_at: r.get(7)?,
+                claimed_at: now,
+                check,
+                result_id: r.get(8)?,
+                creates: r.get::<_, i64>(9)? as u32,
                 attempts: r.get::<_, i64>(3)? as u32,
                 failures: r.get::<_, i64>(4)? as u32,
                 throttled: r.get::<_, i64>(5)? as u32,
             })
-        })?
+        }
+    };
+    let mut claimed = tx
+        .prepare_cached(
+            "SELECT r.line, d.request, r.reconcile, r.attempts, r.failures, r.throttled, d.original, r.uncertain_at, r.result_id, r.creates
+             FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line
+             WHERE r.run_id = ?1 AND r.state = 'pending' AND r.next_at <= ?2 ORDER BY r.next_at, r.line LIMIT ?3",
+        )?
+        .query_map(params![run_id, now, limit as i64], read(false))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut mark = tx.prepare_cached(
         "UPDATE rows SET state = 'in_flight', updated_at = ?3 WHERE run_id = ?1 AND line = ?2",
     )?;
     for c in &claimed {
         mark.execute(params![run_id, c.line, now])?;
+    }
+    if claimed.len() < limit {
+        let checks = tx
+            .prepare_cached(
+                "SELECT r.line, d.request, r.reconcile, r.attempts, r.failures, r.throttled, d.original, r.uncertain_at, r.result_id, r.creates
+                 FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line
+                 WHERE r.run_id = ?1 AND r.check_at IS NOT NULL AND r.check_at <= ?2 AND r.checking = 0
+                 ORDER BY r.check_at, r.line LIMIT ?3",
+            )?
+            .query_map(
+                params![run_id, now, (limit - claimed.len()) as i64],
+                read(true),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut hold =
+            tx.prepare_cached("UPDATE rows SET checking = 1 WHERE run_id = ?1 AND line = ?2")?;
+        for c in &checks {
+            hold.execute(params![run_id, c.line])?;
+        }
+        claimed.extend(checks);
     }
     Ok(claimed)
 }
@@ -1174,19 +1432,40 @@ fn complete(
 ) -> Result<()> {
     let now = now_ms();
     let sent = attempts.len() as i64;
+    let creates = attempts.iter().filter(|a| a.action == "create").count() as i64;
+    if creates > 0 {
+        tx.prepare_cached(
+            "UPDATE rows SET creates = creates + ?3 WHERE run_id = ?1 AND line = ?2",
+        )?
+        .execute(params![run_id, line, creates])?;
+    }
     match outcome {
         Outcome::Succeeded {
             created,
             status,
             tracking_id,
             note,
+            check_at,
         } => {
             tx.prepare_cached(
                 "UPDATE rows SET state = 'succeeded', attempts = attempts + ?3, last_status = ?4, tracking_id = coalesce(?5, tracking_id),
-                 error = ?6, result_id = ?7, result_number = ?8, result_link = ?9, reconcile = 0, updated_at = ?10,
-                 result_extra = ?11 WHERE run_id = ?1 AND line = ?2",
+                 error = NULL, note = ?6, result_id = ?7, result_number = ?8, result_link = ?9, reconcile = 0, updated_at = ?10,
+                 result_extra = ?11, check_at = ?12, checking = 0 WHERE run_id = ?1 AND line = ?2",
             )?
-            .execute(params![run_id, line, sent, status, tracking_id, note, created.id, created.number, created.link, now, created.extra])?;
+            .execute(params![run_id, line, sent, status, tracking_id, note, created.id, created.number, created.link, now, created.extra, check_at])?;
+        }
+        Outcome::Checked {
+            note,
+            next_check,
+            failure,
+            throttled,
+        } => {
+            tx.prepare_cached(
+                "UPDATE rows SET attempts = attempts + ?3, note = CASE WHEN ?4 IS NULL THEN note WHEN note IS NULL THEN ?4 ELSE note || '; ' || ?4 END,
+                 check_at = ?5, checking = 0, updated_at = ?6, failures = failures + ?7, throttled = throttled + ?8
+                 WHERE run_id = ?1 AND line = ?2",
+            )?
+            .execute(params![run_id, line, sent, note, next_check, now, *failure as i64, *throttled as i64])?;
         }
         Outcome::Retry {
             next_at,
@@ -1194,13 +1473,14 @@ fn complete(
             error,
             tracking_id,
             reconcile,
+            uncertain_at,
             counts_as_failure,
             throttled,
         } => {
             tx.prepare_cached(
                 "UPDATE rows SET state = 'pending', attempts = attempts + ?3, failures = failures + ?4, throttled = throttled + ?5,
-                 next_at = ?6, last_status = ?7, error = ?8, tracking_id = ?9, reconcile = max(reconcile, ?10), updated_at = ?11
-                 WHERE run_id = ?1 AND line = ?2",
+                 next_at = ?6, last_status = ?7, error = ?8, tracking_id = ?9, reconcile = max(reconcile, ?10), updated_at = ?11,
+                 uncertain_at = coalesce(?12, uncertain_at) WHERE run_id = ?1 AND line = ?2",
             )?
             .execute(params![
                 run_id,
@@ -1213,7 +1493,8 @@ fn complete(
                 error,
                 tracking_id,
                 *reconcile as i64,
-                now
+                now,
+                uncertain_at
             ])?;
         }
         Outcome::Failed {
@@ -1221,18 +1502,28 @@ fn complete(
             error,
             tracking_id,
             reconcile,
+            uncertain_at,
         } => {
             tx.prepare_cached(
                 "UPDATE rows SET state = 'failed', attempts = attempts + ?3, last_status = ?4, error = ?5, tracking_id = ?6, updated_at = ?7,
-                 reconcile = max(reconcile, ?8) WHERE run_id = ?1 AND line = ?2",
+                 reconcile = max(reconcile, ?8), uncertain_at = coalesce(?9, uncertain_at) WHERE run_id = ?1 AND line = ?2",
             )?
-            .execute(params![run_id, line, sent, status, error, tracking_id, now, *reconcile as i64])?;
+            .execute(params![run_id, line, sent, status, error, tracking_id, now, *reconcile as i64, uncertain_at])?;
         }
         Outcome::Released => {
             tx.prepare_cached("UPDATE rows SET state = 'pending', attempts = attempts + ?3, updated_at = ?4 WHERE run_id = ?1 AND line = ?2")?
                 .execute(params![run_id, line, sent, now])?;
         }
     }
+    insert_attempts(tx, run_id, line, attempts)
+}
+
+fn insert_attempts(
+    tx: &Transaction<'_>,
+    run_id: i64,
+    line: i64,
+    attempts: &[Attempt],
+) -> Result<()> {
     for a in attempts {
         tx.prepare_cached(
             "INSERT INTO attempts (run_id, line, action, started_at, finished_at, http_status, outcome, error, tracking_id)
@@ -1370,6 +1661,7 @@ mod tests {
                     status: Some(200),
                     tracking_id: None,
                     note: None,
+                    check_at: None,
                 },
                 vec![],
             )
@@ -1435,6 +1727,7 @@ mod tests {
                     status: Some(200),
                     tracking_id: None,
                     note: None,
+                    check_at: None,
                 },
                 vec![],
             )
@@ -1466,6 +1759,7 @@ mod tests {
                 status: Some(200),
                 tracking_id: None,
                 note: None,
+                check_at: None,
             };
             writer.record(run, c.line, outcome, vec![]).unwrap();
         }
@@ -1488,13 +1782,179 @@ mod tests {
             error: "busy".into(),
             tracking_id: None,
             reconcile: true,
+            uncertain_at: Some(now),
             counts_as_failure: true,
             throttled: false,
         };
         writer.complete(run, 2, retry, vec![]).await.unwrap();
         assert!(writer.claim(run, now, 5).await.unwrap().is_empty());
-        assert_eq!(writer.next_due(run).await.unwrap(), Some(now + 60_000));
+        assert_eq!(writer.next_due(run).await.unwrap().next, Some(now + 60_000));
         let later = writer.claim(run, now + 60_000, 5).await.unwrap();
         assert_eq!((later[0].failures, later[0].reconcile), (1, true));
+    }
+
+    #[tokio::test]
+    async fn an_uncertain_create_keeps_its_send_time_and_a_stop_counts_from_the_claim() {
+        let (dir, store, run) = store_with_rows(2);
+        let writer = store.into_writer();
+        let claimed_at = now_ms() - 10_000;
+        let c = writer.claim(run, claimed_at, 2).await.unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].uncertain_at, None);
+        // Line 2: a create timed out; it was sent at `sent`.
+        let sent = claimed_at + 100;
+        let retry = Outcome::Retry {
+            next_at: 0,
+            status: None,
+            error: "timeout".into(),
+            tracking_id: None,
+            reconcile: true,
+            uncertain_at: Some(sent),
+            counts_as_failure: true,
+            throttled: false,
+        };
+        writer.complete(run, 2, retry, vec![]).await.unwrap();
+        // Line 3 stays in flight, stamped later (its create left late).
+        writer.stamp(run, 3, claimed_at + 3_000).await.unwrap();
+        let again = writer.claim(run, now_ms(), 1).await.unwrap();
+        assert_eq!((again[0].line, again[0].uncertain_at), (2, Some(sent)));
+        drop(writer);
+        // The process stops with both in flight.
+        let mut store = Store::open(&dir.path().join("q.db")).unwrap();
+        assert_eq!(store.prepare_resume(run, false).unwrap(), 2);
+        let writer = store.into_writer();
+        let mut rows = writer.claim(run, now_ms(), 5).await.unwrap();
+        rows.sort_by_key(|c| c.line);
+        let uncertain: Vec<_> = rows
+            .iter()
+            .map(|c| (c.line, c.reconcile, c.uncertain_at))
+            .collect();
+        assert_eq!(
+            uncertain,
+            vec![
+                // The later of its known send and its claim + slack.
+                (2, true, Some(rows[0].uncertain_at.unwrap().max(sent))),
+                (3, true, Some(claimed_at + 3_000 + SEND_SLACK_MS)),
+            ]
+        );
+        assert!(rows[0].uncertain_at.unwrap() >= sent + SEND_SLACK_MS);
+    }
+
+    #[tokio::test]
+    async fn a_final_check_is_held_while_under_way_and_ends_the_run_only_when_done() {
+        let (dir, store, run) = store_with_rows(1);
+        let writer = store.into_writer();
+        let now = now_ms();
+        writer.claim(run, now, 1).await.unwrap();
+        let succeeded = Outcome::Succeeded {
+            created: Created {
+                id: "m2".into(),
+                ..Created::default()
+            },
+            status: Some(200),
+            tracking_id: None,
+            note: None,
+            check_at: Some(now + 60_000),
+        };
+        writer.complete(run, 2, succeeded, vec![]).await.unwrap();
+        let c = writer.counts(run).await.unwrap();
+        assert_eq!((c.succeeded, c.checks, c.done(), c.total()), (1, 1, 2, 2));
+        let waiting = writer.next_due(run).await.unwrap();
+        assert_eq!(
+            waiting,
+            Waiting {
+                next: Some(now + 60_000),
+                checks: 1,
+                next_check: Some(now + 60_000)
+            }
+        );
+        assert!(writer.claim(run, now, 5).await.unwrap().is_empty());
+        let check = writer.claim(run, now + 60_000, 5).await.unwrap();
+        assert_eq!(check.len(), 1);
+        assert!(check[0].check);
+        assert_eq!(check[0].result_id.as_deref(), Some("m2"));
+        // Held: not handed out twice, and not "due" while a worker has it.
+        assert!(writer.claim(run, now + 60_000, 5).await.unwrap().is_empty());
+        assert_eq!(writer.next_due(run).await.unwrap().next, None);
+        assert_eq!(writer.next_due(run).await.unwrap().checks, 1);
+        // Given back (the run stopped before it started): due again.
+        writer.release(run, vec![2]).await.unwrap();
+        let check = writer.claim(run, now + 60_000, 5).await.unwrap();
+        assert_eq!(check.len(), 1);
+        // A stop while it is under way: the resume makes it again.
+        drop(writer);
+        let mut store = Store::open(&dir.path().join("q.db")).unwrap();
+        store.prepare_resume(run, false).unwrap();
+        assert_eq!(store.counts(run).unwrap().succeeded, 1);
+        let writer = store.into_writer();
+        let check = writer.claim(run, now + 60_000, 5).await.unwrap();
+        assert_eq!(check.len(), 1);
+        let done = Outcome::Checked {
+            note: Some("removed 1 duplicate".into()),
+            next_check: None,
+            failure: false,
+            throttled: false,
+        };
+        writer.complete(run, 2, done, vec![]).await.unwrap();
+        let c = writer.counts(run).await.unwrap();
+        assert_eq!((c.succeeded, c.checks), (1, 0));
+        assert_eq!(writer.next_due(run).await.unwrap(), Waiting::default());
+        drop(writer);
+        let store = Store::open(&dir.path().join("q.db")).unwrap();
+        let mut notes = Vec::new();
+        store
+            .for_each_row(run, false, |r| {
+                notes.push((r.state, r.result_id, r.note));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            notes,
+            vec![
+                (
+                    "succeeded".to_string(),
+                    Some("m2".to_string()),
+                    Some("removed 1 duplicate".to_string())
+                ),
+                ("invalid".to_string(), None, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_database_of_the_first_schema_is_migrated_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO runs (uid, kind, source_path, source_sha256, options, header, state, created_at, updated_at)
+                 VALUES ('u', 'meetings', 'x.csv', 'h', '{}', '[\"title\"]', 'running', 't', 't');
+                 INSERT INTO rows (run_id, line, state, updated_at) VALUES (1, 2, 'in_flight', 5);
+                 INSERT INTO row_data (key, request, original) VALUES ((1 << 32) + 2, NULL, '[\"t\"]');",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(store.prepare_resume(1, false).unwrap(), 1);
+        assert_eq!(store.counts(1).unwrap().pending, 1);
+        drop(store);
+        // Opening again changes nothing.
+        Store::open(&path).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let Err(e) = Store::open(&path) else {
+            panic!("a newer schema is refused")
+        };
+        assert!(e.to_string().contains("newer webex-bulk"), "{e}");
     }
 }

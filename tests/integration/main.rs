@@ -100,7 +100,8 @@ async fn the_report_has_the_original_columns_then_the_results() {
             "tracking_id",
             "meeting_id",
             "meeting_number",
-            "web_link"
+            "web_link",
+            "note"
         ]
     );
     assert_eq!(rows.len(), 3);
@@ -331,7 +332,17 @@ async fn dropped_connections_never_create_a_meeting_twice() {
             &Env::sim(),
             "m.csv",
             &meetings_csv(40),
-            &["--rate", "unlimited", "--max-attempts", "20"],
+            // This simulator finishes a create before it answers (or drops
+            // the connection), so a short settle window is safe here; the
+            // slow-server tests cover the window itself.
+            &[
+                "--rate",
+                "unlimited",
+                "--max-attempts",
+                "20",
+                "--settle",
+                "1",
+            ],
         )
         .await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -362,7 +373,9 @@ async fn a_killed_run_resumes_and_creates_every_meeting_exactly_once() {
     assert!(!child.wait().await.unwrap().success());
     assert!(sim.stats().creates < 200, "killed mid-run");
 
-    let out = work.resume(&sim, &Env::sim(), &[]).await;
+    // Creates in flight at the kill were finished before the simulator
+    // answered: a short settle window is safe (see the slow-server tests).
+    let out = work.resume(&sim, &Env::sim(), &["--settle", "1"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stderr.contains("in flight and will be looked up"),

@@ -110,8 +110,14 @@ async fn a_mixed_file_creates_and_updates_people_and_reports_licenses() {
     let (headers, rows) = parse_report(&report.stdout);
     let col = |n: &str| headers.iter().position(|h| h == n).unwrap();
     assert_eq!(
-        &headers[headers.len() - 4..],
-        ["person_id", "action", "licenses_before", "licenses_after"]
+        &headers[headers.len() - 5..],
+        [
+            "person_id",
+            "action",
+            "licenses_before",
+            "licenses_after",
+            "note"
+        ]
     );
     let actions: Vec<&str> = rows.iter().map(|r| r[col("action")].as_str()).collect();
     assert_eq!(actions.iter().filter(|a| **a == "created").count(), 28);
