@@ -40,6 +40,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Write the per-row results of a run as CSV.
     Report(ReportArgs),
+    /// Check a meetings run against Webex: every succeeded row's meeting is there, exactly once.
+    Verify(VerifyArgs),
     /// Run the bundled Webex simulator (for trying things out and for tests).
     Sim(SimArgs),
     /// Run the meetings sample against the bundled simulator, with faults, and show the result.
@@ -222,6 +224,36 @@ pub struct ReportArgs {
     /// Write to this file instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The run to verify (default: the newest).
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<i64>,
+    /// Delete the duplicates found (without emails; never the meeting the run recorded).
+    #[arg(long)]
+    pub fix: bool,
+    /// Write the rows that are not ok to this file instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The Webex API base URL (plain http only to this machine) [default: the run's].
+    #[arg(long, env = "WEBEX_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Request rate, shared by all requests [default: the run's].
+    #[arg(long, value_name = "SPEC")]
+    pub rate: Option<String>,
+    /// Requests in flight at most [default: the run's].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub concurrency: Option<u16>,
+    /// Seconds to wait for one answer before the request counts as timed out.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+    /// The credential profile.
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    pub profile: String,
 }
 
 #[derive(Debug, Args)]

@@ -24,4 +24,5 @@ pub mod settle;
 pub mod sim;
 pub mod store;
 pub mod users;
+pub mod verify;
 pub mod webex;
