@@ -994,6 +994,15 @@ fn lock_database(db: &Path) -> Result<std::fs::File, i32> {
 }
 
 async fn sim(args: SimArgs) -> i32 {
+    let Ok(slow_create_delay) = Duration::try_from_secs_f64(args.slow_create_secs) else {
+        return fail(
+            EXIT_USAGE,
+            format!(
+                "--slow-create-secs must be a number of seconds, 0 or more (got {})",
+                args.slow_create_secs
+            ),
+        );
+    };
     let config = crate::sim::SimConfig {
         token_lifetime: args.token_lifetime.map(Duration::from_secs),
         token_max_requests: args.token_max_requests,
@@ -1002,6 +1011,8 @@ async fn sim(args: SimArgs) -> i32 {
         retry_after_secs: args.retry_after,
         fail_rate: args.fail_rate,
         drop_rate: args.drop_rate,
+        slow_create_rate: args.slow_create_rate,
+        slow_create_delay,
         latency: Duration::from_millis(args.latency_ms),
         seed: args.seed,
         ..crate::sim::SimConfig::default()

@@ -282,6 +282,13 @@ pub struct SimArgs {
     /// Share (0..1) of creates carried out and then answered by dropping the connection.
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     pub drop_rate: f64,
+    /// Share (0..1) of meeting creates that are slow: the meeting is stored only after
+    /// --slow-create-secs, even if the client gave up waiting.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub slow_create_rate: f64,
+    /// How long a slow meeting create takes, in seconds (fractions allowed).
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    pub slow_create_secs: f64,
     /// Latency added to every answer, in milliseconds.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub latency_ms: u64,

@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::task::{JoinError, JoinHandle};
 use uuid::Uuid;
 
 use super::errors::{ApiError, TrackingId};
@@ -253,7 +254,9 @@ impl MeetingStore {
 }
 
 /// `POST /v1/meetings`. With probability `drop_rate` the meeting is stored and the
-/// connection is then dropped without an answer.
+/// connection is then dropped without an answer. With probability `slow_create_rate`
+/// the meeting is stored only after `slow_create_delay`, by a task that outlives this
+/// handler (see [`SimConfig::slow_create_rate`](super::SimConfig::slow_create_rate)).
 pub(crate) async fn create(
     State(sim): State<Arc<SimState>>,
     tracking: TrackingId,
@@ -265,17 +268,59 @@ pub(crate) async fn create(
         Err(problems) => return ApiError::invalid(problems, &tracking).into_response(),
     };
     let drop_answer = sim.chance(sim.config.drop_rate);
-    let (meeting, duplicate) = sim.meetings().insert(request);
-    sim.record(|stats| {
-        stats.creates += 1;
-        stats.duplicates += u64::from(duplicate);
-        stats.dropped += u64::from(drop_answer);
-    });
+    let meeting = if sim.chance(sim.config.slow_create_rate) {
+        match spawn_slow_create(sim.clone(), request).await {
+            Ok(meeting) => meeting,
+            Err(error) => return slow_create_lost(&error, &tracking),
+        }
+    } else {
+        store(&sim, request, false)
+    };
     if drop_answer {
+        sim.record(|stats| stats.dropped += 1);
         kill.trigger();
         return std::future::pending().await;
     }
     Json(meeting.to_json()).into_response()
+}
+
+/// Stores a created meeting and counts it; `slow` also settles a pending slow create.
+fn store(sim: &SimState, request: NewMeeting, slow: bool) -> Meeting {
+    let (meeting, duplicate) = sim.meetings().insert(request);
+    sim.record(|stats| {
+        stats.creates += 1;
+        stats.duplicates += u64::from(duplicate);
+        if slow {
+            stats.slow_creates_pending = stats.slow_creates_pending.saturating_sub(1);
+        }
+    });
+    meeting
+}
+
+/// Starts a slow create: a task that waits `slow_create_delay` and then stores the
+/// meeting. It runs to the end even when the handler awaiting it is dropped (the
+/// client timed out or went away).
+fn spawn_slow_create(sim: Arc<SimState>, request: NewMeeting) -> JoinHandle<Meeting> {
+    sim.record(|stats| {
+        stats.slow_creates += 1;
+        stats.slow_creates_pending += 1;
+    });
+    tokio::spawn(async move {
+        tokio::time::sleep(sim.config.slow_create_delay).await;
+        store(&sim, request, true)
+    })
+}
+
+/// The 500 answered when a slow create's task ended without storing (the runtime is
+/// shutting down).
+fn slow_create_lost(error: &JoinError, tracking: &TrackingId) -> Response {
+    tracing::warn!(%error, "simulator: a slow meeting create did not finish");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal Server Error (the simulator stopped before the meeting was stored).",
+        tracking,
+    )
+    .into_response()
 }
 
 /// Query parameters of `GET /v1/meetings` that the simulator supports.

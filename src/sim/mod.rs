@@ -2,8 +2,9 @@
 //! authorization-code flow (with PKCE) and refresh grant, `GET /people/me`, meeting
 //! create / list / get / delete, people list / get / create / full replace, and the
 //! licenses list and assignment (`PATCH /licenses/users`), answering as the public
-//! OpenAPI specs describe, with rate limits, token expiry, injected failures and dropped
-//! connections to exercise the client.
+//! OpenAPI specs describe, with rate limits, token expiry, injected failures, dropped
+//! connections and slow meeting creates (stored only after a delay, whether or not the
+//! client waited) to exercise the client.
 //!
 //! Start it with [`start`]; it serves `/v1/*` like `https://webexapis.com/v1` and
 //! `GET /_sim/stats` (the [`SimStats`] counters, no auth).
@@ -93,6 +94,15 @@ pub struct SimConfig {
     /// Share (0..=1) of valid meeting creates that are carried out and then answered by
     /// dropping the TCP connection.
     pub drop_rate: f64,
+    /// Share (0..=1) of valid meeting creates that are slow (default 0): the meeting is
+    /// stored only `slow_create_delay` after the request, by a task that finishes
+    /// whatever happens to the client (a timeout, a dropped connection, a killed
+    /// process); until then no listing or GET shows it. A client that waits gets the
+    /// meeting (or, if `drop_rate` also struck, the dropped connection) after the delay.
+    /// Drawn after the `drop_rate` decision.
+    pub slow_create_rate: f64,
+    /// How long a slow create takes before its meeting is stored (default 3 s).
+    pub slow_create_delay: Duration,
     /// Share (0..=1) of `POST /v1/people` that create the person and then drop the
     /// TCP connection without an answer (default 0).
     pub people_create_lost_rate: f64,
@@ -102,7 +112,7 @@ pub struct SimConfig {
     pub people_create_error_rate: f64,
     /// Added before answering each `/v1/*` request.
     pub latency: Duration,
-    /// Seed of the RNG behind the fail/drop/lost/error decisions (default 1).
+    /// Seed of the RNG behind the fail/drop/slow/lost/error decisions (default 1).
     pub seed: u64,
     /// `GET /v1/authorize` answers as if the user clicked "Decline": a redirect with
     /// `error=access_denied` (default false).
@@ -157,6 +167,8 @@ impl Default for SimConfig {
             early_grace: Duration::from_secs(1),
             fail_rate: 0.0,
             drop_rate: 0.0,
+            slow_create_rate: 0.0,
+            slow_create_delay: Duration::from_secs(3),
             people_create_lost_rate: 0.0,
             people_create_error_rate: 0.0,
             latency: Duration::ZERO,
@@ -176,7 +188,8 @@ impl Default for SimConfig {
 pub struct SimStats {
     /// Every HTTP request to `/v1/*` (including the token endpoint).
     pub requests: u64,
-    /// Meetings created (creates carried out, including those answered by a drop).
+    /// Meetings created (creates carried out, including those answered by a drop; a
+    /// slow create counts once its meeting is stored).
     pub creates: u64,
     /// Creates with an integration tag that a stored meeting already had.
     pub duplicates: u64,
@@ -196,8 +209,13 @@ pub struct SimStats {
     /// Injected 5xx answers (including the 500s of `people_create_error_rate`, which
     /// follow a carried-out create).
     pub injected_failures: u64,
-    /// Connections dropped after a carried-out create (meeting or person).
+    /// Connections dropped after a carried-out create (meeting or person; a slow
+    /// create whose client already left is not counted).
     pub dropped: u64,
+    /// Slow meeting creates started (see [`SimConfig::slow_create_rate`]).
+    pub slow_creates: u64,
+    /// Slow meeting creates started whose meeting is not stored yet.
+    pub slow_creates_pending: u64,
     /// 401 answers.
     pub unauthorized: u64,
     /// Meetings stored now.

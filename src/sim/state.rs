@@ -32,8 +32,8 @@ pub(crate) struct SimState {
     codes: Mutex<CodeStore>,
     /// The shared rate limit and its Retry-After window.
     limiter: Mutex<RateLimiter>,
-    /// The seeded RNG deciding injected failures and dropped answers (meeting creates,
-    /// lost and failed person creates), and nothing else,
+    /// The seeded RNG deciding injected failures, dropped answers and slow meeting
+    /// creates, lost and failed person creates, and nothing else,
     /// so that those decisions depend only on the seed and the order of requests.
     decisions: Mutex<StdRng>,
     /// Stored meetings.

@@ -629,3 +629,132 @@ async fn failure_decisions_follow_the_seed() {
         "{first:?}"
     );
 }
+
+/// `GET /_sim/stats` over HTTP.
+async fn http_stats(sim: &SimHandle, client: &Client) -> SimStats {
+    let url = format!("http://{}/_sim/stats", sim.addr());
+    client.get(&url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Polls `/_sim/stats` until `done` holds; panics after 20 s.
+async fn wait_for_stats(sim: &SimHandle, client: &Client, done: impl Fn(&SimStats) -> bool) {
+    let polling = async {
+        loop {
+            if done(&http_stats(sim, client).await) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), polling)
+        .await
+        .expect("the simulator's counters never got there");
+}
+
+/// Every create slow, taking `delay`.
+fn slow_config(delay: Duration) -> SimConfig {
+    SimConfig {
+        slow_create_rate: 1.0,
+        slow_create_delay: delay,
+        ..SimConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn slow_create_answers_after_the_delay_and_is_invisible_before() {
+    let delay = Duration::from_millis(800);
+    let (sim, client) = launch(slow_config(delay)).await;
+    let host = "jane@example.com";
+    let body = meeting("Slow", 60, host, "slow-1");
+    let began = std::time::Instant::now();
+    let request = authed(client.post(format!("{}/meetings", sim.base_url())), TOKEN).json(&body);
+    let answer = tokio::spawn(request.send());
+    wait_for_stats(&sim, &client, |stats| stats.slow_creates == 1).await;
+    let query = [("integrationTag", "slow-1"), ("hostEmail", host)];
+    assert!(list(&sim, &client, &query).await.is_empty());
+    assert!(sim.meetings().is_empty());
+    let stats = sim.stats();
+    assert_eq!((stats.creates, stats.slow_creates_pending), (0, 1));
+
+    let response = answer.await.unwrap().unwrap();
+    assert!(began.elapsed() >= delay);
+    assert_eq!(response.status(), StatusCode::OK);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["title"], "Slow");
+    assert_eq!(list(&sim, &client, &query).await, [created]);
+    let stats = sim.stats();
+    assert_eq!(
+        (
+            stats.creates,
+            stats.slow_creates,
+            stats.slow_creates_pending,
+            stats.meetings
+        ),
+        (1, 1, 0, 1)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_create_is_stored_after_the_client_gave_up() {
+    let (sim, client) = launch(slow_config(Duration::from_millis(600))).await;
+    let impatient = Client::builder()
+        .timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let host = "jane@example.com";
+    let body = meeting("Abandoned", 60, host, "slow-2");
+    let result = authed(
+        impatient.post(format!("{}/meetings", sim.base_url())),
+        TOKEN,
+    )
+    .json(&body)
+    .send()
+    .await;
+    let error = result.expect_err("the client should time out");
+    assert!(error.is_timeout(), "{error}");
+    assert!(sim.meetings().is_empty());
+
+    wait_for_stats(&sim, &client, |stats| {
+        stats.slow_creates == 1 && stats.slow_creates_pending == 0
+    })
+    .await;
+    let found = list(
+        &sim,
+        &client,
+        &[("integrationTag", "slow-2"), ("hostEmail", host)],
+    )
+    .await;
+    assert_eq!(titles(&found), ["Abandoned"]);
+    let stats = sim.stats();
+    assert_eq!((stats.creates, stats.dropped, stats.meetings), (1, 0, 1));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_create_can_also_drop_its_answer() {
+    let config = SimConfig {
+        drop_rate: 1.0,
+        ..slow_config(Duration::from_millis(300))
+    };
+    let (sim, client) = launch(config).await;
+    let body = meeting("Slow and dropped", 60, "jane@example.com", "slow-3");
+    let result = authed(client.post(format!("{}/meetings", sim.base_url())), TOKEN)
+        .json(&body)
+        .send()
+        .await;
+    let error = result.expect_err("the connection should be dropped");
+    assert!(!error.is_timeout(), "{error}");
+    let stats = sim.stats();
+    assert_eq!(
+        (
+            stats.creates,
+            stats.slow_creates,
+            stats.slow_creates_pending,
+            stats.dropped
+        ),
+        (1, 1, 0, 1)
+    );
+    assert_eq!(titles(&sim.meetings()), ["Slow and dropped"]);
+    sim.shutdown().await;
+}
