@@ -72,6 +72,11 @@ impl Meeting {
         self.request.integration_tags.iter().any(|own| own == tag)
     }
 
+    /// The meeting's id.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
     /// The MeetingSeriesObject answered by create, get and list.
     pub(crate) fn to_json(&self) -> Value {
         let request = &self.request;
@@ -214,6 +219,13 @@ impl MeetingStore {
     /// The meeting with this id.
     pub(crate) fn get(&self, id: &str) -> Option<&Meeting> {
         self.meetings.iter().find(|meeting| meeting.id == id)
+    }
+
+    /// Stores a copy of the meeting with this id (same request, integration tags
+    /// included; a new id and meeting number); `None` if there is none.
+    pub(crate) fn duplicate(&mut self, id: &str) -> Option<Meeting> {
+        let request = self.get(id)?.request.clone();
+        Some(self.insert(request).0)
     }
 
     /// Deletes the meeting with this id; false if there is none.

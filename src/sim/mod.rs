@@ -191,7 +191,8 @@ pub struct SimStats {
     /// Meetings created (creates carried out, including those answered by a drop; a
     /// slow create counts once its meeting is stored).
     pub creates: u64,
-    /// Creates with an integration tag that a stored meeting already had.
+    /// Creates with an integration tag that a stored meeting already had, and copies
+    /// planted by [`SimHandle::duplicate_meeting`].
     pub duplicates: u64,
     /// Successful refresh-token grants.
     pub refreshes: u64,
@@ -240,7 +241,7 @@ pub struct SimHandle {
     /// The bound address.
     addr: SocketAddr,
     /// State shared with the handlers, read by `stats`, `meetings`, `people` and
-    /// `licenses`.
+    /// `licenses` and changed by `duplicate_meeting` and `delete_meeting`.
     state: Arc<SimState>,
     /// Tells the accept loop to stop.
     stop: oneshot::Sender<()>,
@@ -273,6 +274,22 @@ impl SimHandle {
     /// Every stored meeting as `GET /v1/meetings/{id}` returns it, oldest first.
     pub fn meetings(&self) -> Vec<serde_json::Value> {
         self.state.meetings().all_json()
+    }
+
+    /// Stores a copy of the meeting `id` (the same request, integration tags included,
+    /// with a new id and meeting number), as if Webex had carried out a create twice;
+    /// it counts in `duplicates` (not in `creates`). Returns the new id, or `None` if
+    /// no meeting has the id `id`.
+    pub fn duplicate_meeting(&self, id: &str) -> Option<String> {
+        let copy = self.state.meetings().duplicate(id)?;
+        self.state.record(|stats| stats.duplicates += 1);
+        Some(copy.id().to_owned())
+    }
+
+    /// Deletes the meeting `id` behind the client's back (as someone in the Webex UI
+    /// would); false if there is none. Counts nowhere but in `meetings`.
+    pub fn delete_meeting(&self, id: &str) -> bool {
+        self.state.meetings().remove(id)
     }
 
     /// Every person as `GET /v1/people/{personId}` returns it, oldest first.

@@ -758,3 +758,43 @@ async fn slow_create_can_also_drop_its_answer() {
     assert_eq!(titles(&sim.meetings()), ["Slow and dropped"]);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn handle_plants_duplicates_and_deletes_behind_the_clients_back() {
+    let (sim, client) = launch(SimConfig::default()).await;
+    let host = "jane@example.com";
+    let response = create(&sim, &client, &meeting("Twice", 60, host, "row-7")).await;
+    let original: Value = response.json().await.unwrap();
+    let id = original["id"].as_str().unwrap();
+    let copy_id = sim.duplicate_meeting(id).unwrap();
+    assert_ne!(copy_id, id);
+    assert_eq!(sim.duplicate_meeting("no-such-meeting"), None);
+
+    let query = [("integrationTag", "row-7"), ("hostEmail", host)];
+    let found = list(&sim, &client, &query).await;
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0], original);
+    let copy = &found[1];
+    assert_eq!(copy["id"], copy_id.as_str());
+    assert_ne!(copy["meetingNumber"], original["meetingNumber"]);
+    for field in ["title", "start", "end", "hostEmail", "integrationTags"] {
+        assert_eq!(copy[field], original[field], "{field}");
+    }
+    let stats = sim.stats();
+    assert_eq!((stats.creates, stats.duplicates, stats.meetings), (1, 1, 2));
+
+    assert!(sim.delete_meeting(id));
+    assert!(!sim.delete_meeting(id));
+    let found = list(&sim, &client, &query).await;
+    assert_eq!(found, std::slice::from_ref(copy));
+    let response = authed(
+        client.get(format!("{}/meetings/{id}", sim.base_url())),
+        TOKEN,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(sim.stats().meetings, 1);
+    sim.shutdown().await;
+}
