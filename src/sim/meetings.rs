@@ -6,18 +6,19 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use rand::Rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::task::{JoinError, JoinHandle};
 use uuid::Uuid;
 
 use super::errors::{ApiError, TrackingId};
+use super::paging;
 use super::server::ConnectionKill;
 use super::state::SimState;
 use super::times::{format_in, parse_instant};
@@ -39,6 +40,8 @@ const MAX_MAX: usize = 100;
 pub(crate) struct Meeting {
     /// 32 hex characters.
     id: String,
+    /// Creation order: 0 for the first meeting stored, never reused.
+    seq: u64,
     /// Nine digits, unique among all meetings ever created.
     meeting_number: String,
     /// Password given or generated.
@@ -75,6 +78,14 @@ impl Meeting {
     /// The meeting's id.
     pub(crate) fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Where the meeting comes in a listing.
+    fn position(&self) -> Position {
+        Position {
+            start: self.request.start,
+            seq: self.seq,
+        }
     }
 
     /// The MeetingSeriesObject answered by create, get and list.
@@ -167,6 +178,8 @@ pub(crate) struct MeetingStore {
     /// How many stored meetings carry each integration tag (duplicates are
     /// counted in O(1), so a 100,000-meeting benchmark measures the client).
     tags: std::collections::HashMap<String, u32>,
+    /// `seq` of the next meeting stored.
+    next_seq: u64,
 }
 
 impl MeetingStore {
@@ -188,6 +201,7 @@ impl MeetingStore {
         let mut rng = rand::rng();
         let meeting = Meeting {
             id: Uuid::new_v4().simple().to_string(),
+            seq: self.next_seq,
             meeting_number: self.fresh_number(),
             password: request
                 .password
@@ -200,6 +214,7 @@ impl MeetingStore {
                 .unwrap_or_else(|| DEFAULT_HOST.to_owned()),
             request,
         };
+        self.next_seq += 1;
         self.meetings.push(meeting.clone());
         (meeting, duplicate)
     }
@@ -242,21 +257,25 @@ impl MeetingStore {
         true
     }
 
-    /// The meetings a listing returns, sorted by start (then creation order).
-    fn list(&self, query: &ListQuery) -> Vec<Value> {
+    /// One page of a listing, sorted by start (then creation order): at most `max`
+    /// meetings after `query.after`, and the position of the last one when more follow.
+    fn list(&self, query: &ListQuery) -> (Vec<Value>, Option<Position>) {
         let mut found: Vec<&Meeting> = self
             .meetings
             .iter()
             .filter(|meeting| meeting.concerns(&query.host))
             .filter(|meeting| query.tag.as_deref().is_none_or(|tag| meeting.has_tag(tag)))
             .filter(|meeting| meeting.overlaps(query.from, query.to))
+            .filter(|meeting| query.after.is_none_or(|after| meeting.position() > after))
             .collect();
-        found.sort_by_key(|meeting| meeting.request.start);
-        found
-            .iter()
-            .take(query.max)
-            .map(|meeting| meeting.to_json())
-            .collect()
+        found.sort_by_key(|meeting| meeting.position());
+        let more = found.len() > query.max;
+        found.truncate(query.max);
+        let next = found.last().filter(|_| more).map(|last| last.position());
+        (
+            found.iter().map(|meeting| meeting.to_json()).collect(),
+            next,
+        )
     }
 
     /// Every stored meeting as GET returns it, in creation order.
@@ -345,6 +364,29 @@ pub(crate) struct ListParams {
     to: Option<String>,
     max: Option<String>,
     meeting_type: Option<String>,
+    /// The simulator's paging cursor (see [`paging`]).
+    cursor: Option<String>,
+}
+
+/// The sort key of a listing: start, then creation order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Position {
+    /// The meeting's start.
+    start: DateTime<Utc>,
+    /// The meeting's creation order.
+    seq: u64,
+}
+
+/// What a `GET /v1/meetings` cursor holds.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Cursor {
+    /// Window start of the first page (kept, so that a default window, which follows
+    /// the clock, does not move between pages).
+    from: DateTime<Utc>,
+    /// Window end of the first page.
+    to: DateTime<Utc>,
+    /// The last meeting of the previous page.
+    after: Position,
 }
 
 /// A checked listing request.
@@ -360,24 +402,38 @@ struct ListQuery {
     to: DateTime<Utc>,
     /// Most items returned.
     max: usize,
+    /// Only meetings after this one (the previous page's last).
+    after: Option<Position>,
 }
 
-/// `GET /v1/meetings`.
+/// `GET /v1/meetings`: one page, with a `Link` to the next when more match.
 pub(crate) async fn list(
     State(sim): State<Arc<SimState>>,
     tracking: TrackingId,
+    uri: Uri,
+    headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
     let query = params
         .map_err(|rejection| vec![rejection.body_text()])
         .and_then(|Query(params)| check_list(params, Utc::now()));
-    match query {
-        Ok(query) => Json(json!({ "items": sim.meetings().list(&query) })).into_response(),
-        Err(problems) => ApiError::invalid(problems, &tracking).into_response(),
-    }
+    let query = match query {
+        Ok(query) => query,
+        Err(problems) => return ApiError::invalid(problems, &tracking).into_response(),
+    };
+    let (items, next) = sim.meetings().list(&query);
+    let cursor = next.map(|after| {
+        paging::encode(&Cursor {
+            from: query.from,
+            to: query.to,
+            after,
+        })
+    });
+    paging::answer(items, cursor.as_deref(), &uri, &headers)
 }
 
-/// Checks listing parameters and fills in the meetingSeries window defaults.
+/// Checks listing parameters and fills in the meetingSeries window defaults (or, on a
+/// later page, the window of the first).
 fn check_list(params: ListParams, now: DateTime<Utc>) -> Result<ListQuery, Vec<String>> {
     let mut problems = Vec::new();
     if let Some(kind) = params
@@ -402,6 +458,14 @@ fn check_list(params: ListParams, now: DateTime<Utc>) -> Result<ListQuery, Vec<S
         parse("to", params.to.as_deref()),
         now,
     );
+    let cursor = params.cursor.as_deref().and_then(|cursor| {
+        paging::decode::<Cursor>(cursor)
+            .map_err(|problem| problems.push(problem))
+            .ok()
+    });
+    let (from, to) = cursor
+        .as_ref()
+        .map_or((from, to), |cursor| (cursor.from, cursor.to));
     if from > to {
         problems.push("from cannot be after to.".to_owned());
     }
@@ -418,6 +482,7 @@ fn check_list(params: ListParams, now: DateTime<Utc>) -> Result<ListQuery, Vec<S
         from,
         to,
         max,
+        after: cursor.map(|cursor| cursor.after),
     })
 }
 
@@ -523,6 +588,32 @@ mod tests {
         );
         let default = check_list(ListParams::default(), now).unwrap();
         assert_eq!((default.host.as_str(), default.max), (DEFAULT_HOST, 10));
+    }
+
+    #[test]
+    fn a_cursor_keeps_the_window_of_the_first_page() {
+        let now = at("2027-01-10T12:00:00Z");
+        let after = Position {
+            start: at("2027-01-11T09:00:00Z"),
+            seq: 4,
+        };
+        let cursor = Cursor {
+            from: at("2027-01-01T00:00:00Z"),
+            to: at("2027-01-08T00:00:00Z"),
+            after,
+        };
+        let params = ListParams {
+            cursor: Some(paging::encode(&cursor)),
+            ..ListParams::default()
+        };
+        let query = check_list(params, now).unwrap();
+        assert_eq!((query.from, query.to), (cursor.from, cursor.to));
+        assert_eq!(query.after, Some(after));
+        let bad = ListParams {
+            cursor: Some("x".into()),
+            ..ListParams::default()
+        };
+        assert!(check_list(bad, now).unwrap_err()[0].starts_with("cursor 'x' is not valid"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod licenses;
 mod limiter;
 mod meetings;
 mod org;
+mod paging;
 mod people;
 mod person_body;
 mod server;

@@ -798,3 +798,89 @@ async fn handle_plants_duplicates_and_deletes_behind_the_clients_back() {
     assert_eq!(sim.stats().meetings, 1);
     sim.shutdown().await;
 }
+
+/// The items of a listing page at `url` and the URL of its `Link: <URL>; rel="next"`.
+async fn page(client: &Client, url: &str) -> (Vec<Value>, Option<String>) {
+    let response = authed(client.get(url), TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let next = response.headers().get("link").map(|link| {
+        let link = link.to_str().unwrap();
+        let url = link.strip_suffix(">; rel=\"next\"").unwrap();
+        url.strip_prefix('<').unwrap().to_owned()
+    });
+    let body: Value = response.json().await.unwrap();
+    (body["items"].as_array().unwrap().clone(), next)
+}
+
+/// Follows `Link` headers from `first` (at most 20 pages); each page's items.
+async fn all_pages(client: &Client, first: String, after_first: impl Fn()) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut url = Some(first);
+    while let Some(current) = url.take() {
+        assert!(pages.len() < 20, "too many pages");
+        let (items, next) = page(client, &current).await;
+        pages.push(items);
+        if pages.len() == 1 {
+            after_first();
+        }
+        url = next;
+    }
+    pages
+}
+
+#[tokio::test]
+async fn meeting_listings_page_through_link_headers() {
+    let (sim, client) = launch(SimConfig::default()).await;
+    let host = "jane@example.com";
+    let base = chrono::DateTime::from_timestamp(Utc::now().timestamp() + 7200, 0).unwrap();
+    // Four distinct starts, later ones created first: ties are broken by creation order.
+    let mut expected = Vec::new();
+    for index in 0..25_i64 {
+        let start = base + chrono::TimeDelta::minutes(30 * (3 - index % 4));
+        let body = json!({
+            "title": format!("m{index}"),
+            "start": start.to_rfc3339(),
+            "end": (start + chrono::TimeDelta::hours(1)).to_rfc3339(),
+            "hostEmail": host,
+            "integrationTags": ["paged"],
+        });
+        let created: Value = create(&sim, &client, &body).await.json().await.unwrap();
+        expected.push((
+            3 - index % 4,
+            index,
+            created["id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    expected.sort();
+    let expected: Vec<String> = expected.into_iter().map(|(_, _, id)| id).collect();
+
+    let first = format!(
+        "{}/meetings?integrationTag=paged&hostEmail=jane%40example.com&max=10",
+        sim.base_url()
+    );
+    let (_, link) = page(&client, &first).await;
+    let link = link.unwrap();
+    let prefix = format!(
+        "{}/meetings?integrationTag=paged&hostEmail=jane%40example.com&max=10&cursor=",
+        sim.base_url()
+    );
+    assert!(link.starts_with(&prefix), "{link}");
+    // A meeting of the first page deleted before the next pages are read shifts nothing.
+    let deleted = expected[0].clone();
+    let pages = all_pages(&client, first, || assert!(sim.delete_meeting(&deleted))).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
+    let ids: Vec<&str> = pages
+        .iter()
+        .flatten()
+        .map(|item| item["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, expected);
+
+    // A cursor the simulator did not issue is a 400.
+    let response = authed(client.get(format!("{prefix}bogus")), TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    sim.shutdown().await;
+}
