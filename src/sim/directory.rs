@@ -268,40 +268,50 @@ impl Directory {
         Some(self.to_json(&self.people[at]))
     }
 
-    /// Up to `max` people (oldest first) matching every filter given: the exact email
-    /// (case-insensitive), a display-name prefix (case-insensitive), one of the ids.
+    /// One page of a listing: up to `max` people (oldest first) after position `after`
+    /// in `people` matching every filter given: the exact email (case-insensitive), a
+    /// display-name prefix (case-insensitive), one of the ids. The position of the
+    /// page's last person comes with it when more people match.
     pub(crate) fn list(
         &self,
         email: Option<&str>,
         name_prefix: Option<&str>,
         ids: Option<&[String]>,
+        after: Option<usize>,
         max: usize,
-    ) -> Vec<Value> {
+    ) -> (Vec<Value>, Option<usize>) {
         let prefix = name_prefix.map(str::to_lowercase);
-        let candidates: Box<dyn Iterator<Item = &Person>> = match email {
-            Some(email) => Box::new(
-                self.by_email
-                    .get(&email.to_lowercase())
-                    .into_iter()
-                    .flatten()
-                    .map(|&at| &self.people[at]),
-            ),
-            None => Box::new(self.people.iter()),
+        let first = after.map_or(0, |after| after.saturating_add(1));
+        let mut matching = self.positions(email, first).filter(|&at| {
+            let person = &self.people[at];
+            let named = prefix.as_deref().is_none_or(|prefix| {
+                person
+                    .details
+                    .display_name
+                    .to_lowercase()
+                    .starts_with(prefix)
+            });
+            named && ids.is_none_or(|ids| ids.contains(&person.id))
+        });
+        let page: Vec<usize> = matching.by_ref().take(max).collect();
+        let next = page.last().copied().filter(|_| matching.next().is_some());
+        let items = page.iter().map(|&at| self.to_json(&self.people[at]));
+        (items.collect(), next)
+    }
+
+    /// Positions in `people` from `first` on, in order: all of them, or those of the
+    /// people with `email` (case-insensitive).
+    fn positions(&self, email: Option<&str>, first: usize) -> Box<dyn Iterator<Item = usize>> {
+        let Some(email) = email else {
+            return Box::new(first..self.people.len());
         };
-        candidates
-            .filter(|person| {
-                prefix.as_deref().is_none_or(|prefix| {
-                    person
-                        .details
-                        .display_name
-                        .to_lowercase()
-                        .starts_with(prefix)
-                })
-            })
-            .filter(|person| ids.is_none_or(|ids| ids.contains(&person.id)))
-            .take(max)
-            .map(|person| self.to_json(person))
-            .collect()
+        let mut holders = self
+            .by_email
+            .get(&email.to_lowercase())
+            .cloned()
+            .unwrap_or_default();
+        holders.sort_unstable();
+        Box::new(holders.into_iter().filter(move |&at| at >= first))
     }
 
     /// Every license as `GET /v1/licenses` answers it.
@@ -648,7 +658,9 @@ mod tests {
         let people = directory.people_json();
         assert_eq!(people[0]["displayName"], "Ann");
         assert_eq!(people[0]["licenses"], json!([LICENSE_MESSAGING]));
-        let found = directory.list(Some("Ann@Example.com"), None, None, 100);
+        let found = directory
+            .list(Some("Ann@Example.com"), None, None, None, 100)
+            .0;
         assert_eq!(found.len(), 2);
     }
 
@@ -701,10 +713,14 @@ mod tests {
         assert_eq!(consumed(&directory, LICENSE_MESSAGING), 0);
         assert_eq!(consumed(&directory, LICENSE_MEETING_ACME), 1);
         assert!(directory
-            .list(Some("a@example.com"), None, None, 9)
+            .list(Some("a@example.com"), None, None, None, 9)
+            .0
             .is_empty());
         assert_eq!(
-            directory.list(Some("c@example.com"), None, None, 9).len(),
+            directory
+                .list(Some("c@example.com"), None, None, None, 9)
+                .0
+                .len(),
             1
         );
         assert_eq!(directory.duplicates(), 0);

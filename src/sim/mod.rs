@@ -9,6 +9,10 @@
 //! Start it with [`start`]; it serves `/v1/*` like `https://webexapis.com/v1` and
 //! `GET /_sim/stats` (the [`SimStats`] counters, no auth).
 //!
+//! `GET /v1/meetings` and `GET /v1/people` answer at most `max` items and, when more
+//! match, a `Link: <URL>; rel="next"` header leading to the next page (the request's
+//! URL with a simulator-internal `cursor` parameter).
+//!
 //! Every `/v1/*` request passes, in order: counting, latency, rate limit (429 with
 //! `Retry-After`, and a window during which every request gets 429), access-token
 //! check (401), injected failure (500/502/503), then its handler. The OAuth endpoints

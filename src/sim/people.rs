@@ -7,14 +7,15 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{SecondsFormat, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::errors::{ApiError, TrackingId};
+use super::paging;
 use super::person_body::{check_create, check_replace};
 use super::server::ConnectionKill;
 use super::state::SimState;
@@ -76,14 +77,25 @@ pub(crate) struct ListParams {
     id: Option<String>,
     org_id: Option<String>,
     max: Option<String>,
+    /// The simulator's paging cursor (see [`paging`]).
+    cursor: Option<String>,
+}
+
+/// What a `GET /v1/people` cursor holds.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Cursor {
+    /// Position (creation order) of the previous page's last person.
+    after: usize,
 }
 
 /// `GET /v1/people`: `{items}` matching every filter given (`email` exact and
 /// case-insensitive, `displayName` prefix, `id` comma-separated), oldest first, at most
-/// `max` (default 100, up to 1000; no further pages).
+/// `max` (default 100, up to 1000), with a `Link` to the next page when more match.
 pub(crate) async fn list(
     State(sim): State<Arc<SimState>>,
     tracking: TrackingId,
+    uri: Uri,
+    headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
     let Query(params) = match params {
@@ -95,8 +107,8 @@ pub(crate) async fn list(
     if let Err(error) = check_org(&sim, params.org_id.as_deref(), &tracking) {
         return error.into_response();
     }
-    let max = match check_max(params.max.as_deref()) {
-        Ok(max) => max,
+    let (max, after) = match check_page(&params) {
+        Ok(checked) => checked,
         Err(problem) => return ApiError::invalid(vec![problem], &tracking).into_response(),
     };
     let ids: Option<Vec<String>> = params.id.as_deref().map(|ids| {
@@ -105,13 +117,22 @@ pub(crate) async fn list(
             .filter(|id| !id.is_empty())
             .collect()
     });
-    let items = sim.directory().list(
+    let (items, next) = sim.directory().list(
         params.email.as_deref(),
         params.display_name.as_deref(),
         ids.as_deref(),
+        after,
         max,
     );
-    Json(json!({ "items": items })).into_response()
+    let next = next.map(|after| paging::encode(&Cursor { after }));
+    paging::answer(items, next.as_deref(), &uri, &headers)
+}
+
+/// `max`, and the position after which the page starts (from the cursor).
+fn check_page(params: &ListParams) -> Result<(usize, Option<usize>), String> {
+    let max = check_max(params.max.as_deref())?;
+    let cursor = params.cursor.as_deref().map(paging::decode::<Cursor>);
+    Ok((max, cursor.transpose()?.map(|cursor| cursor.after)))
 }
 
 /// `max`: 1..=1000, default 100.

@@ -411,3 +411,45 @@ async fn a_lost_create_drops_the_connection_after_creating() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn people_listings_page_through_link_headers() {
+    let (sim, client) = launch(SimConfig::default()).await;
+    let mut pats = Vec::new();
+    for index in 0..7 {
+        let name = if index % 3 == 2 { "Sam" } else { "Pat" };
+        let body = json!({"emails": [format!("p{index}@example.com")], "displayName": format!("{name} {index}")});
+        let created: Value = create_person(&sim, &client, &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if name == "Pat" {
+            pats.push(created["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let first = format!("{}/people?displayName=pat&max=2", sim.base_url());
+    let pages = all_pages(&client, first, || {}).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    let ids: Vec<&str> = pages
+        .iter()
+        .flatten()
+        .map(|person| person["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, pats);
+
+    let first = format!("{}/people?max=3", sim.base_url());
+    let pages = all_pages(&client, first, || {}).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
+    assert_eq!(pages.concat(), sim.people());
+    // One page is all there is: no Link.
+    let (items, next) = page(&client, &format!("{}/people?max=7", sim.base_url())).await;
+    assert_eq!((items.len(), next), (7, None));
+    let response = authed(client.get(format!("{}/people", sim.base_url())), TOKEN)
+        .query(&[("cursor", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    sim.shutdown().await;
+}
