@@ -48,24 +48,22 @@ pub(crate) fn answer(
     headers: &HeaderMap,
 ) -> Response {
     let mut response = Json(json!({ "items": items })).into_response();
-    if let Some(cursor) = next {
-        response
-            .headers_mut()
-            .insert(LINK, next_link(uri, headers, cursor));
+    if let Some(link) = next.and_then(|cursor| next_link(uri, headers, cursor)) {
+        response.headers_mut().insert(LINK, link);
     }
     response
 }
 
 /// `<URL>; rel="next"` for the page at `cursor`, absolute when the request named its
-/// host (a host that cannot be written in a header gives a path-only URL).
-fn next_link(uri: &Uri, headers: &HeaderMap, cursor: &str) -> HeaderValue {
+/// host (a host that cannot be written in a header gives a path-only URL). Path and
+/// form-encoded query are plain ASCII, so the path-only form always fits a header.
+fn next_link(uri: &Uri, headers: &HeaderMap, cursor: &str) -> Option<HeaderValue> {
     let target = next_target(uri, cursor);
     let host = headers.get(HOST).and_then(|host| host.to_str().ok());
     host.and_then(|host| {
         HeaderValue::from_str(&format!("<http://{host}{target}>; rel=\"next\"")).ok()
     })
     .or_else(|| HeaderValue::from_str(&format!("<{target}>; rel=\"next\"")).ok())
-    .unwrap_or_else(|| HeaderValue::from_static("</v1/>; rel=\"next\""))
 }
 
 /// Path and query of the next page: the request's query without its cursor, plus
@@ -97,12 +95,12 @@ mod tests {
             .unwrap();
         let mut headers = HeaderMap::new();
         assert_eq!(
-            next_link(&uri, &headers, "new"),
+            next_link(&uri, &headers, "new").unwrap(),
             "</v1/meetings?integrationTag=a+b&max=10&cursor=new>; rel=\"next\""
         );
         headers.insert(HOST, HeaderValue::from_static("127.0.0.1:8080"));
         assert_eq!(
-            next_link(&uri, &headers, "new"),
+            next_link(&uri, &headers, "new").unwrap(),
             "<http://127.0.0.1:8080/v1/meetings?integrationTag=a+b&max=10&cursor=new>; rel=\"next\""
         );
     }
