@@ -490,10 +490,12 @@ async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<At
                 status: Some(answer.status),
                 tracking_id: answer.tracking_id,
                 note: None,
-                // An earlier create may have been carried out too, later than we looked.
+                // An earlier create was not found within its window, so this
+                // one was sent; should it land after all, give it one more
+                // window and look again.
                 check_at: row
                     .uncertain_at
-                    .map(|sent| settle::check_at(sent, s.settings.settle, now_ms())),
+                    .map(|_| settle::check_at(now_ms(), s.settings.settle, now_ms())),
             }
         }
         Err(e) => {
