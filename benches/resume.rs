@@ -30,6 +30,11 @@ fn main() {
                     "unlimited",
                     "--concurrency",
                     "64",
+                    // The simulator finishes every create before it answers,
+                    // so the rows in flight at the kill settle at once; the
+                    // default window (120 s) would only add a wait at the end.
+                    "--settle",
+                    "2",
                 ])
                 .env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())

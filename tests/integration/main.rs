@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary, the bundled simulator, real loopback HTTP.
 
 mod auth;
+mod slow;
 mod users;
 mod util;
 
