@@ -453,6 +453,20 @@ async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<At
                     throttled: false,
                 };
             }
+            Decision::Resend | Decision::RecordedMissing { .. }
+                if row.failures >= s.settings.max_attempts =>
+            {
+                return Outcome::Failed {
+                    status: found.status,
+                    error: format!(
+                        "gave up after {} attempts; no meeting was found once the server had had time to finish the last one, so none was created",
+                        row.failures
+                    ),
+                    tracking_id: found.tracking_id,
+                    reconcile: true,
+                    uncertain_at: None,
+                };
+            }
             Decision::Resend | Decision::RecordedMissing { .. } => {}
         }
         // The lookup used the dispatcher's turn; the create needs its own.
@@ -832,15 +846,33 @@ pub(crate) async fn on_error(
     if e.is_retryable() {
         let failures = row.failures + 1;
         if failures >= s.settings.max_attempts {
+            if let Some(sent) = uncertain_at {
+                // Out of attempts, but this create may still land: look once
+                // more when it has had time to, before calling the row failed
+                // (a failed row run again in a new run would double it).
+                return Outcome::Retry {
+                    next_at: sent.saturating_add(s.settings.settle.as_millis() as i64),
+                    status,
+                    error: format!("gave up after {failures} attempts: {e}; looking it up once more when the server has had time to finish it"),
+                    tracking_id,
+                    reconcile: true,
+                    uncertain_at,
+                    counts_as_failure: true,
+                    throttled: false,
+                };
+            }
             let mut error = format!("gave up after {failures} attempts: {e}");
-            if uncertain || row.reconcile {
-                error.push_str(" (the last attempt's outcome is unknown; it will be looked up before any resend)");
+            if row.reconcile {
+                error.push_str(&format!(
+                    " (an earlier create's outcome is unknown, so its meeting may exist: retry with `webex-bulk run --resume {} --retry-failed`, which looks first; not in a new run)",
+                    s.run_id
+                ));
             }
             return Outcome::Failed {
                 status,
                 error,
                 tracking_id,
-                reconcile: uncertain,
+                reconcile: row.reconcile,
                 uncertain_at,
             };
         }

@@ -287,6 +287,9 @@ async fn ctrl_c_with_final_checks_waiting_keeps_them_and_resume_finishes_them() 
             "6",
         ],
     );
+    // Read the queue only once the file is queued (no reader in the way of
+    // the ingest's own journal).
+    wait_until(Duration::from_secs(120), || sim.stats().creates > 0).await;
     let db = work.db();
     let counts = || {
         let store = webex_bulk::store::Store::open(&db).ok()?;
@@ -324,4 +327,35 @@ async fn ctrl_c_with_final_checks_waiting_keeps_them_and_resume_finishes_them() 
     assert_eq!(status[0]["run"]["state"], "finished");
     assert_eq!(status[0]["counts"]["checks"], 0);
     assert_each_created_once(&sim, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_out_of_attempts_is_looked_up_once_more_before_it_is_called_failed() {
+    // Each create takes 2 s and we give up after 1 s, with one attempt
+    // allowed: the row is out of attempts, but its meeting is on the way.
+    let sim = slow_sim(1.0, Duration::from_secs(2), 15).await;
+    let work = Work::new();
+    let out = work
+        .run_meetings(
+            &sim,
+            &Env::sim(),
+            "m.csv",
+            &meetings_csv(3),
+            &[
+                "--rate",
+                "unlimited",
+                "--timeout",
+                "1",
+                "--max-attempts",
+                "1",
+                "--settle",
+                "4",
+            ],
+        )
+        .await;
+    assert_eq!(out.code, 0, "found, not failed: {out:?}");
+    until_settled(&sim).await;
+    assert_each_created_once(&sim, 3);
+    let report = work.report(&[]).await;
+    assert_report_links_every_meeting(&sim, &report.stdout, 3);
 }
