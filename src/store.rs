@@ -185,6 +185,7 @@ ALTER TABLE rows ADD COLUMN creates INTEGER NOT NULL DEFAULT 0; -- creates that 
                                                   -- (a stop while in flight counts as one): a row that
                                                   -- may have sent two has its final check
 CREATE INDEX IF NOT EXISTS rows_checks ON rows(run_id, check_at) WHERE check_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS rows_noted ON rows(run_id) WHERE note IS NOT NULL;
 -- What earlier versions knew, from the attempt log.
 UPDATE rows SET creates = (SELECT count(*) FROM attempts a WHERE a.run_id = rows.run_id
     AND a.line = rows.line AND a.action IN ('create', 'interrupted'));
@@ -590,7 +591,7 @@ impl Store {
         )?;
         // Checks are lookups: one that was under way is simply made again.
         tx.execute(
-            "UPDATE rows SET checking = 0 WHERE run_id = ?1 AND checking = 1",
+            "UPDATE rows INDEXED BY rows_checks SET checking = 0 WHERE run_id = ?1 AND check_at IS NOT NULL AND checking = 1",
             params![run_id],
         )?;
         if retry_failed {
@@ -759,11 +760,13 @@ fn counts(conn: &Connection, run_id: i64) -> Result<Counts> {
             other => return Err(StoreError::Corrupt(format!("unknown row state {other:?}"))),
         }
     }
-    (c.checks, c.noted) = conn
-        .prepare_cached(
-            "SELECT count(check_at), count(note) FROM rows WHERE run_id = ?1 AND (check_at IS NOT NULL OR note IS NOT NULL)",
-        )?
-        .query_row([run_id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?;
+    // Both rare, both behind a partial index: no scan of the run's rows.
+    c.checks = conn
+        .prepare_cached("SELECT count(*) FROM rows WHERE run_id = ?1 AND check_at IS NOT NULL")?
+        .query_row([run_id], |r| r.get::<_, i64>(0))? as u64;
+    c.noted = conn
+        .prepare_cached("SELECT count(*) FROM rows INDEXED BY rows_noted WHERE run_id = ?1 AND note IS NOT NULL")?
+        .query_row([run_id], |r| r.get::<_, i64>(0))? as u64;
     Ok(c)
 }
 
