@@ -129,8 +129,8 @@ pub async fn demo(args: DemoArgs) -> i32 {
     );
     eprintln!(
         "webex-bulk demo: running {} with --rate auto (start at 5/s, find the limit), 8 in flight and --settle {}\n\
-         (this simulator finishes every create before it answers, so an unknown outcome settles at once;\n \
-         against Webex keep the default of {} s: see `webex-bulk run --help`)\n",
+         (the demo's simulator finishes every create before it answers, so a short settle window is safe here;\n \
+         against Webex keep the default of {} s: see \"How it stays safe\" in the README)\n",
         sample.display(),
         DEMO_SETTLE.as_secs(),
         crate::settle::DEFAULT_SETTLE.as_secs()
