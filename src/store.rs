@@ -1435,13 +1435,8 @@ fn complete(
 ) -> Result<()> {
     let now = now_ms();
     let sent = attempts.len() as i64;
+    // Creates sent this time (each may have made a meeting).
     let creates = attempts.iter().filter(|a| a.action == "create").count() as i64;
-    if creates > 0 {
-        tx.prepare_cached(
-            "UPDATE rows SET creates = creates + ?3 WHERE run_id = ?1 AND line = ?2",
-        )?
-        .execute(params![run_id, line, creates])?;
-    }
     match outcome {
         Outcome::Succeeded {
             created,
@@ -1453,9 +1448,9 @@ fn complete(
             tx.prepare_cached(
                 "UPDATE rows SET state = 'succeeded', attempts = attempts + ?3, last_status = ?4, tracking_id = coalesce(?5, tracking_id),
                  error = NULL, note = ?6, result_id = ?7, result_number = ?8, result_link = ?9, reconcile = 0, updated_at = ?10,
-                 result_extra = ?11, check_at = ?12, checking = 0 WHERE run_id = ?1 AND line = ?2",
+                 result_extra = ?11, check_at = ?12, checking = 0, creates = creates + ?13 WHERE run_id = ?1 AND line = ?2",
             )?
-            .execute(params![run_id, line, sent, status, tracking_id, note, created.id, created.number, created.link, now, created.extra, check_at])?;
+            .execute(params![run_id, line, sent, status, tracking_id, note, created.id, created.number, created.link, now, created.extra, check_at, creates])?;
         }
         Outcome::Checked {
             note,
@@ -1483,7 +1478,7 @@ fn complete(
             tx.prepare_cached(
                 "UPDATE rows SET state = 'pending', attempts = attempts + ?3, failures = failures + ?4, throttled = throttled + ?5,
                  next_at = ?6, last_status = ?7, error = ?8, tracking_id = ?9, reconcile = max(reconcile, ?10), updated_at = ?11,
-                 uncertain_at = coalesce(?12, uncertain_at) WHERE run_id = ?1 AND line = ?2",
+                 uncertain_at = coalesce(?12, uncertain_at), creates = creates + ?13 WHERE run_id = ?1 AND line = ?2",
             )?
             .execute(params![
                 run_id,
@@ -1497,7 +1492,8 @@ fn complete(
                 tracking_id,
                 *reconcile as i64,
                 now,
-                uncertain_at
+                uncertain_at,
+                creates
             ])?;
         }
         Outcome::Failed {
@@ -1509,9 +1505,9 @@ fn complete(
         } => {
             tx.prepare_cached(
                 "UPDATE rows SET state = 'failed', attempts = attempts + ?3, last_status = ?4, error = ?5, tracking_id = ?6, updated_at = ?7,
-                 reconcile = max(reconcile, ?8), uncertain_at = coalesce(?9, uncertain_at) WHERE run_id = ?1 AND line = ?2",
+                 reconcile = max(reconcile, ?8), uncertain_at = coalesce(?9, uncertain_at), creates = creates + ?10 WHERE run_id = ?1 AND line = ?2",
             )?
-            .execute(params![run_id, line, sent, status, error, tracking_id, now, *reconcile as i64, uncertain_at])?;
+            .execute(params![run_id, line, sent, status, error, tracking_id, now, *reconcile as i64, uncertain_at, creates])?;
         }
         Outcome::Released => {
             tx.prepare_cached("UPDATE rows SET state = 'pending', attempts = attempts + ?3, updated_at = ?4 WHERE run_id = ?1 AND line = ?2")?
@@ -1816,11 +1812,23 @@ mod tests {
             counts_as_failure: true,
             throttled: false,
         };
-        writer.complete(run, 2, retry, vec![]).await.unwrap();
+        let create = Attempt {
+            action: "create",
+            started_at: sent,
+            finished_at: sent + 1_000,
+            http_status: None,
+            outcome: "retry",
+            error: Some("timeout".into()),
+            tracking_id: None,
+        };
+        writer.complete(run, 2, retry, vec![create]).await.unwrap();
         // Line 3 stays in flight, stamped later (its create left late).
         writer.stamp(run, 3, claimed_at + 3_000).await.unwrap();
         let again = writer.claim(run, now_ms(), 1).await.unwrap();
-        assert_eq!((again[0].line, again[0].uncertain_at), (2, Some(sent)));
+        assert_eq!(
+            (again[0].line, again[0].uncertain_at, again[0].creates),
+            (2, Some(sent), 1)
+        );
         drop(writer);
         // The process stops with both in flight.
         let mut store = Store::open(&dir.path().join("q.db")).unwrap();
@@ -1841,6 +1849,9 @@ mod tests {
             ]
         );
         assert!(rows[0].uncertain_at.unwrap() >= sent + SEND_SLACK_MS);
+        // A stop in flight counts as a create that may have been sent.
+        let creates: Vec<_> = rows.iter().map(|c| c.creates).collect();
+        assert_eq!(creates, vec![2, 1]);
     }
 
     #[tokio::test]
