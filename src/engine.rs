@@ -864,7 +864,7 @@ pub(crate) async fn on_error(
             let mut error = format!("gave up after {failures} attempts: {e}");
             if row.reconcile {
                 error.push_str(&format!(
-                    " (an earlier create's outcome is unknown, so its meeting may exist: retry with `webex-bulk run --resume {} --retry-failed`, which looks first; not in a new run)",
+                    " (an earlier attempt's outcome is unknown, so what it made may exist: retry with `webex-bulk run --resume {} --retry-failed`, which looks first, not in a new run)",
                     s.run_id
                 ));
             }

@@ -443,17 +443,8 @@ async fn ctrl_c_stops_cleanly_with_130_and_resume_finishes() {
     .await;
     let work = Work::new();
     let child = work.spawn_meetings(&sim, &meetings_csv(300), &["--rate", "100/s"]);
-    let pid = child.id().unwrap().to_string();
     wait_until(Duration::from_secs(120), || sim.stats().creates >= 20).await;
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = interrupt(child).await;
     assert_eq!(
         out.status.code(),
         Some(130),

@@ -28,6 +28,14 @@ async fn until_settled(sim: &SimHandle) {
     .await;
 }
 
+/// The ids of the meetings the server holds, oldest first.
+fn meeting_ids(sim: &SimHandle) -> Vec<String> {
+    sim.meetings()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Every succeeded row of the report links a meeting the server has, and
 /// the server has no other meeting.
 fn assert_report_links_every_meeting(sim: &SimHandle, report: &str, rows: usize) {
@@ -41,11 +49,7 @@ fn assert_report_links_every_meeting(sim: &SimHandle, report: &str, rows: usize)
             r[col("meeting_id")].clone()
         })
         .collect();
-    let mut held: Vec<String> = sim
-        .meetings()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect();
+    let mut held = meeting_ids(sim);
     linked.sort();
     held.sort();
     assert_eq!(
@@ -100,24 +104,8 @@ async fn killed_twice_while_slow_creates_are_under_way_every_row_has_one_meeting
     assert!(!child.wait().await.unwrap().success());
 
     // Resume at once, and kill that too while creates are under way.
-    let (db, base) = (s(&work.db()), sim.base_url());
     let before = sim.stats().requests;
-    let mut resumed = command(
-        &work,
-        &Env::sim(),
-        &[
-            "run",
-            "--resume",
-            "--db",
-            &db,
-            "--base-url",
-            &base,
-            "--progress",
-            "none",
-        ],
-    )
-    .spawn()
-    .unwrap();
+    let mut resumed = work.spawn_resume(&sim, &[]);
     wait_until(Duration::from_secs(120), || {
         let s = sim.stats();
         s.requests >= before + 10 && s.slow_creates_pending > 0
@@ -158,11 +146,7 @@ async fn several_meetings_for_one_tag_keep_one_and_the_report_says_so() {
         .unwrap()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let ids: Vec<String> = sim
-        .meetings()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = meeting_ids(&sim);
     assert!(ids.contains(&first), "the first created is kept: {ids:?}");
     assert!(!ids.contains(&copy), "the duplicate is removed: {ids:?}");
     assert_eq!(ids.len(), 2);
@@ -243,11 +227,7 @@ async fn verify_finds_a_planted_duplicate_and_a_deleted_meeting_and_fixes_only_t
 
     let fixed = verify(&["--fix"]).await;
     assert!(fixed.stderr.contains("1 duplicates removed"), "{fixed:?}");
-    let ids: Vec<String> = sim
-        .meetings()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = meeting_ids(&sim);
     assert!(!ids.contains(&copy) && ids.contains(&recorded), "{ids:?}");
     assert_eq!(ids.len(), 4, "the deleted meeting is not brought back");
 
@@ -299,16 +279,7 @@ async fn ctrl_c_with_final_checks_waiting_keeps_them_and_resume_finishes_them() 
         counts().is_some_and(|c| c.checks > 0)
     })
     .await;
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = interrupt(child).await;
     assert_eq!(out.status.code(), Some(130), "{out:?}");
     let status = work.status().await;
     assert_eq!(status[0]["run"]["state"], "interrupted");

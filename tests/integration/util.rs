@@ -168,6 +168,21 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Sends SIGINT (Ctrl-C) to `child` and waits for it to end.
+#[cfg(unix)]
+pub async fn interrupt(child: tokio::process::Child) -> std::process::Output {
+    let pid = child.id().expect("still running").to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("it stops in time")
+        .unwrap()
+}
+
 /// The integration tags of every meeting in the simulator, checked unique.
 pub fn assert_each_created_once(handle: &SimHandle, expected: usize) {
     let meetings = handle.meetings();
@@ -232,8 +247,8 @@ impl Work {
             .expect("the binary starts")
     }
 
-    /// `run --resume [extra]` against `sim`.
-    pub async fn resume(&self, sim: &SimHandle, env: &Env, extra: &[&str]) -> Output {
+    /// The arguments of `run --resume [extra]` against `sim`.
+    fn resume_args(&self, sim: &SimHandle, extra: &[&str]) -> Vec<String> {
         let (db, base) = (s(&self.db()), sim.base_url());
         let mut args = vec![
             "run",
@@ -246,7 +261,23 @@ impl Work {
             "none",
         ];
         args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect()
+    }
+
+    /// `run --resume [extra]` against `sim`.
+    pub async fn resume(&self, sim: &SimHandle, env: &Env, extra: &[&str]) -> Output {
+        let args = self.resume_args(sim, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run(self, env, &args).await
+    }
+
+    /// `run --resume [extra]` as a child process left running (to be killed).
+    pub fn spawn_resume(&self, sim: &SimHandle, extra: &[&str]) -> tokio::process::Child {
+        let args = self.resume_args(sim, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        command(self, &Env::sim(), &args)
+            .spawn()
+            .expect("the binary starts")
     }
 
     /// `status --json`, parsed.
