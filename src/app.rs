@@ -977,9 +977,9 @@ fn lock_database(db: &Path) -> Result<std::fs::File, i32> {
     let mut name = db.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
+    crate::store::create_private(&path)
+        .map_err(|e| fail(EXIT_USAGE, format!("cannot create {}: {e}", path.display())))?;
     let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
         .write(true)
         .open(&path)
         .map_err(|e| fail(EXIT_USAGE, format!("cannot create {}: {e}", path.display())))?;

@@ -474,8 +474,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`. A new database is
+    /// readable by its owner only: it holds people's names, invitees and
+    /// meeting passwords (SQLite gives its WAL and journal files the same mode).
     pub fn open(path: &Path) -> Result<Store> {
+        create_private(path)
+            .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", path.display())))?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // For a new database only: 16 KiB pages make the b-trees of a large
@@ -718,6 +722,20 @@ impl Store {
     /// Hands the store to a writer thread for the engine.
     pub fn into_writer(self) -> Writer {
         Writer::spawn(self)
+    }
+}
+
+/// Creates an empty file at `path`, readable and writable by its owner only
+/// (0600 on Unix), unless something is there already.
+pub fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -1933,6 +1951,30 @@ mod tests {
                 ("invalid".to_string(), None, None)
             ]
         );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_database_and_its_wal_are_readable_by_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let mut store = Store::open(&path).unwrap();
+        let run = one_row_ingest(&mut store).commit("h", &[]).unwrap();
+        let writer = store.into_writer();
+        // A write in WAL mode: the WAL and its index exist now.
+        assert_eq!(writer.claim(run, now_ms(), 1).await.unwrap().len(), 1);
+        let mode = |name: &str| {
+            std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("q.db"), 0o600);
+        assert_eq!(mode("q.db-wal"), 0o600);
+        assert_eq!(mode("q.db-shm"), 0o600);
+        drop(writer);
     }
 
     #[test]
