@@ -236,6 +236,10 @@ pub async fn run(
             s.tally
                 .next_check_at
                 .store(waiting.next_check.unwrap_or(0), Ordering::Relaxed);
+            s.tally.settling.store(waiting.settling, Ordering::Relaxed);
+            s.tally
+                .next_settled_at
+                .store(waiting.next_settled.unwrap_or(0), Ordering::Relaxed);
             if workers.is_empty() && waiting.next.is_none() {
                 break;
             }

@@ -38,6 +38,10 @@ pub struct Tally {
     pub checks: AtomicU64,
     /// When the next of those checks is due (ms since the epoch; 0: none waiting).
     pub next_check_at: AtomicI64,
+    /// Rows waiting until Webex has had time to finish an earlier create (as the dispatcher last saw).
+    pub settling: AtomicU64,
+    /// When the next of those is looked up again (ms since the epoch; 0: none).
+    pub next_settled_at: AtomicI64,
 }
 
 /// The bar that log lines must step around, if one is shown.
@@ -160,12 +164,21 @@ impl Progress {
         if rate > 0.0 {
             msg.push_str(&format!(" | rate {rate:.1}/s"));
         }
+        let now = crate::store::now_ms();
+        let settling = t.settling.load(Ordering::Relaxed);
+        if settling > 0 {
+            msg.push_str(&waiting_to_settle(
+                settling,
+                t.next_settled_at.load(Ordering::Relaxed),
+                now,
+            ));
+        }
         let checks = t.checks.load(Ordering::Relaxed);
         if checks > 0 {
             msg.push_str(&checking(
                 checks,
                 t.next_check_at.load(Ordering::Relaxed),
-                crate::store::now_ms(),
+                now,
             ));
         }
         if let Some(p) = self.pacing.pause.remaining() {
@@ -219,12 +232,29 @@ impl Progress {
 
 /// " | checking 3 uncertain rows (next in 37 s)".
 fn checking(n: u64, next_at: i64, now: i64) -> String {
-    let rows = if n == 1 { "row" } else { "rows" };
-    if next_at > now {
-        let secs = ((next_at - now) as f64 / 1000.0).ceil() as i64;
-        format!(" | checking {n} uncertain {rows} (next in {secs} s)")
+    format!(" | checking {}{}", uncertain_rows(n), next_in(next_at, now))
+}
+
+/// " | 2 uncertain rows wait for Webex to finish (next look in 80 s)".
+fn waiting_to_settle(n: u64, next_at: i64, now: i64) -> String {
+    let verb = if n == 1 { "waits" } else { "wait" };
+    let next = next_in(next_at, now).replace("next in", "next look in");
+    format!(" | {} {verb} for Webex to finish{next}", uncertain_rows(n))
+}
+
+fn uncertain_rows(n: u64) -> String {
+    format!("{n} uncertain {}", if n == 1 { "row" } else { "rows" })
+}
+
+/// " (next in 37 s)", or nothing when it is due.
+fn next_in(at: i64, now: i64) -> String {
+    if at > now {
+        format!(
+            " (next in {} s)",
+            ((at - now) as f64 / 1000.0).ceil() as i64
+        )
     } else {
-        format!(" | checking {n} uncertain {rows}")
+        String::new()
     }
 }
 
@@ -264,6 +294,14 @@ mod tests {
             " | checking 3 uncertain rows (next in 37 s)"
         );
         assert_eq!(checking(1, 0, 1_000_000), " | checking 1 uncertain row");
+        assert_eq!(
+            waiting_to_settle(2, 1_080_000, 1_000_000),
+            " | 2 uncertain rows wait for Webex to finish (next look in 80 s)"
+        );
+        assert_eq!(
+            waiting_to_settle(1, 1_000_500, 1_000_000),
+            " | 1 uncertain row waits for Webex to finish (next look in 1 s)"
+        );
     }
 
     #[test]

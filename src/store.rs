@@ -1309,7 +1309,9 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
             reply,
         } => Reply::Unit(Some(reply), release(tx, run_id, &lines)),
         Command::Counts { run_id, reply } => Reply::Counts(reply, counts(tx, run_id)),
-        Command::NextDue { run_id, reply } => Reply::NextDue(reply, waiting(tx, run_id)),
+        Command::NextDue { run_id, reply } => {
+            Reply::NextDue(reply, waiting(tx, run_id, now_ms()))
+        }
         Command::Stamp {
             run_id,
             line,
@@ -1364,9 +1366,14 @@ pub struct Waiting {
     pub checks: u64,
     /// When the earliest waiting final check becomes due (ms).
     pub next_check: Option<i64>,
+    /// Rows whose earlier create's outcome is unknown, waiting until Webex
+    /// has had time to finish it (pending, to be looked up, not due yet).
+    pub settling: u64,
+    /// When the earliest of those is looked up again (ms).
+    pub next_settled: Option<i64>,
 }
 
-fn waiting(tx: &Transaction<'_>, run_id: i64) -> Result<Waiting> {
+fn waiting(tx: &Transaction<'_>, run_id: i64, now: i64) -> Result<Waiting> {
     let pending: Option<i64> = tx
         .prepare_cached("SELECT min(next_at) FROM rows WHERE run_id = ?1 AND state = 'pending'")?
         .query_row([run_id], |r| r.get(0))?;
@@ -1376,6 +1383,12 @@ fn waiting(tx: &Transaction<'_>, run_id: i64) -> Result<Waiting> {
              WHERE run_id = ?1 AND check_at IS NOT NULL",
         )?
         .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (settling, next_settled): (i64, Option<i64>) = tx
+        .prepare_cached(
+            "SELECT count(*), min(next_at) FROM rows
+             WHERE run_id = ?1 AND state = 'pending' AND next_at > ?2 AND reconcile = 1 AND uncertain_at IS NOT NULL",
+        )?
+        .query_row(params![run_id, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let next = match (pending, next_check) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -1384,6 +1397,8 @@ fn waiting(tx: &Transaction<'_>, run_id: i64) -> Result<Waiting> {
         next,
         checks: checks as u64,
         next_check,
+        settling: settling as u64,
+        next_settled,
     })
 }
 
@@ -1805,7 +1820,13 @@ mod tests {
         };
         writer.complete(run, 2, retry, vec![]).await.unwrap();
         assert!(writer.claim(run, now, 5).await.unwrap().is_empty());
-        assert_eq!(writer.next_due(run).await.unwrap().next, Some(now + 60_000));
+        let waiting = writer.next_due(run).await.unwrap();
+        assert_eq!(waiting.next, Some(now + 60_000));
+        // Its earlier create may still land: it waits for Webex to finish.
+        assert_eq!(
+            (waiting.settling, waiting.next_settled),
+            (1, Some(now + 60_000))
+        );
         let later = writer.claim(run, now + 60_000, 5).await.unwrap();
         assert_eq!((later[0].failures, later[0].reconcile), (1, true));
     }
@@ -1897,7 +1918,8 @@ mod tests {
             Waiting {
                 next: Some(now + 60_000),
                 checks: 1,
-                next_check: Some(now + 60_000)
+                next_check: Some(now + 60_000),
+                ..Waiting::default()
             }
         );
         assert!(writer.claim(run, now, 5).await.unwrap().is_empty());
