@@ -66,17 +66,17 @@ pub fn decide(
         return match found.iter().position(|id| *id == recorded) {
             Some(keep) => Decision::Adopt {
                 keep,
-                extras: (0..found.len()).filter(|i| *i != keep).collect(),
+                extras: (0..found.len()).filter(|i| found[*i] != recorded).collect(),
             },
             None => Decision::RecordedMissing {
                 others: (0..found.len()).collect(),
             },
         };
     }
-    if !found.is_empty() {
+    if let Some(first) = found.first() {
         return Decision::Adopt {
             keep: 0,
-            extras: (1..found.len()).collect(),
+            extras: (1..found.len()).filter(|i| found[*i] != *first).collect(),
         };
     }
     match uncertain_at {
@@ -176,6 +176,24 @@ mod tests {
             Decision::Adopt {
                 keep: 1,
                 extras: vec![0, 2]
+            }
+        );
+    }
+
+    #[test]
+    fn a_meeting_listed_twice_is_never_its_own_duplicate() {
+        assert_eq!(
+            decide(&["a", "b", "a"], None, None, SENT, SETTLE),
+            Decision::Adopt {
+                keep: 0,
+                extras: vec![1]
+            }
+        );
+        assert_eq!(
+            decide(&["b", "a", "b"], Some("b"), None, SENT, SETTLE),
+            Decision::Adopt {
+                keep: 0,
+                extras: vec![1]
             }
         );
     }

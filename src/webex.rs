@@ -243,6 +243,9 @@ fn bearer(token: &SecretString) -> HeaderValue {
     v
 }
 
+/// How long a connection may take to open; a request leaves by then.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A fresh TrackingID for one request.
 pub fn new_tracking_id() -> String {
     format!("WEBEXBULK_{}", uuid::Uuid::new_v4())
@@ -253,7 +256,7 @@ impl Client {
     pub fn new(base: Url, timeout: Duration) -> Client {
         let http = reqwest::Client::builder()
             .user_agent(concat!("webex-bulk/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
@@ -379,7 +382,12 @@ impl Client {
         let mut found = Vec::new();
         for _ in 0..MAX_PAGES {
             let (a, next): (Answer<Items<Meeting>>, _) = self.send_paged(req, tracking_id).await?;
-            found.extend(a.value.items);
+            // A meeting listed twice (pages shifting under us) counts once.
+            for m in a.value.items {
+                if !found.iter().any(|f: &Meeting| f.id == m.id) {
+                    found.push(m);
+                }
+            }
             match next {
                 Some(url) => req = self.http.get(url).header(AUTHORIZATION, bearer(token)),
                 None => {
