@@ -29,7 +29,7 @@ use crate::settle::{self, Decision};
 use crate::store::{
     now_ms, Attempt, Claimed, Counts, Created, Outcome, StoreError, Writer, SEND_SLACK_MS,
 };
-use crate::webex::{new_tracking_id, ApiError, Client};
+use crate::webex::{new_tracking_id, ApiError, Client, CONNECT_TIMEOUT};
 
 /// How the engine behaves.
 #[derive(Clone, Debug)]
@@ -428,10 +428,8 @@ async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<At
                     .uncertain_at
                     .filter(|_| row.creates >= 2)
                     .map(|sent| settle::check_at(sent, s.settings.settle, now_ms()));
-                let check_at = match (check_at, removal.retry_at) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                // A removal to try again waits for that check, never ends it early.
+                let check_at = check_at.or(removal.retry_at);
                 return Outcome::Succeeded {
                     created: created(&found.meetings[keep]),
                     status: found.status,
@@ -482,8 +480,10 @@ async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<At
     s.pacing.pause.wait().await;
     // A create that leaves long after the claim (a pause, a slow lookup) is
     // stamped first: after a stop, its settle window counts from the stamp.
-    if now_ms() - row.claimed_at > STAMP_AFTER_MS {
-        if let Err(e) = s.writer.stamp(s.run_id, row.line, now_ms()).await {
+    let mut stamped = row.claimed_at;
+    while now_ms() - stamped > STAMP_AFTER_MS {
+        stamped = now_ms();
+        if let Err(e) = s.writer.stamp(s.run_id, row.line, stamped).await {
             tracing::error!(line = row.line, "cannot record the send time: {e}");
             return Outcome::Released;
         }
@@ -517,7 +517,10 @@ async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<At
             }
         }
         Err(e) => {
-            let uncertain_at = e.may_have_happened().then_some(started);
+            // The request left once its connection was up: by the connect
+            // timeout at the latest (and by the answer at the latest).
+            let sent_by = (started + CONNECT_TIMEOUT.as_millis() as i64).min(now_ms());
+            let uncertain_at = e.may_have_happened().then_some(sent_by);
             let outcome = on_error(s, row, generation, &e, uncertain_at).await;
             log.push(attempt_for_error(
                 "create", started, &e, &tracking, &outcome,
@@ -563,8 +566,8 @@ async fn check(s: &Shared, row: &Claimed, req: &MeetingRequest, log: &mut Vec<At
             Outcome::Checked {
                 note: removal.note(),
                 next_check: removal.retry_at,
-                failure: false,
-                throttled: false,
+                failure: removal.failure,
+                throttled: removal.throttled,
             }
         }
         Decision::RecordedMissing { others } => {
@@ -627,6 +630,10 @@ struct Removal {
     removed: usize,
     /// A removal must be tried again at this time (ms): the next check does it.
     retry_at: Option<i64>,
+    /// That retry follows a transient failure (counted against `--max-attempts`).
+    failure: bool,
+    /// That retry follows a 429.
+    throttled: bool,
     /// Removals refused for good: "id: reason".
     refused: Vec<String>,
 }
@@ -688,8 +695,15 @@ async fn remove(
                     "delete", started, &e, &tracking, &outcome,
                 ));
                 match outcome {
-                    Outcome::Retry { next_at, .. } => {
+                    Outcome::Retry {
+                        next_at,
+                        counts_as_failure,
+                        throttled,
+                        ..
+                    } => {
                         removal.retry_at = Some(next_at);
+                        removal.failure = counts_as_failure;
+                        removal.throttled = throttled;
                         break;
                     }
                     _ => removal.refused.push(format!("{id}: {e}")),
@@ -847,7 +861,9 @@ pub(crate) async fn on_error(
     if e.is_unauthorized() {
         return auth_outcome(s, row, generation, status, e.to_string(), tracking_id).await;
     }
-    if e.is_retryable() {
+    // A create that may have happened (even one answered 2xx that we could
+    // not read) is looked up before anything else, like a transient failure.
+    if e.is_retryable() || uncertain {
         let failures = row.failures + 1;
         if failures >= s.settings.max_attempts {
             if let Some(sent) = uncertain_at {
