@@ -187,8 +187,13 @@ ALTER TABLE rows ADD COLUMN creates INTEGER NOT NULL DEFAULT 0; -- creates that 
 CREATE INDEX IF NOT EXISTS rows_checks ON rows(run_id, check_at) WHERE check_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS rows_noted ON rows(run_id) WHERE note IS NOT NULL;
 -- What earlier versions knew, from the attempt log.
-UPDATE rows SET creates = (SELECT count(*) FROM attempts a WHERE a.run_id = rows.run_id
-    AND a.line = rows.line AND a.action IN ('create', 'interrupted'));
+UPDATE rows SET creates = c.n FROM (SELECT run_id, line, count(*) AS n FROM attempts
+    WHERE action IN ('create', 'interrupted') GROUP BY run_id, line) AS c
+    WHERE rows.run_id = c.run_id AND rows.line = c.line;
+-- Earlier versions claimed rows ahead without stamping them before a late
+-- send: a row they left in flight may have been sent any time until now.
+UPDATE rows SET updated_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+    WHERE state = 'in_flight';
 -- (5000 = SEND_SLACK_MS: the last update came after the uncertain send)
 UPDATE rows SET uncertain_at = updated_at + 5000 WHERE reconcile = 1;
 "#;
@@ -1379,7 +1384,7 @@ fn waiting(tx: &Transaction<'_>, run_id: i64, now: i64) -> Result<Waiting> {
         .query_row([run_id], |r| r.get(0))?;
     let (checks, next_check): (i64, Option<i64>) = tx
         .prepare_cached(
-            "SELECT count(*), min(CASE WHEN checking = 0 THEN check_at END) FROM rows
+            "SELECT count(*), min(CASE WHEN checking = 0 THEN check_at END) FROM rows INDEXED BY rows_checks
              WHERE run_id = ?1 AND check_at IS NOT NULL",
         )?
         .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -1999,8 +2004,8 @@ mod tests {
         drop(writer);
     }
 
-    #[test]
-    fn a_database_of_the_first_schema_is_migrated_and_a_newer_one_refused() {
+    #[tokio::test]
+    async fn a_database_of_the_first_schema_is_migrated_and_a_newer_one_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         {
@@ -2010,6 +2015,8 @@ mod tests {
                 "INSERT INTO runs (uid, kind, source_path, source_sha256, options, header, state, created_at, updated_at)
                  VALUES ('u', 'meetings', 'x.csv', 'h', '{}', '[\"title\"]', 'running', 't', 't');
                  INSERT INTO rows (run_id, line, state, updated_at) VALUES (1, 2, 'in_flight', 5);
+                 INSERT INTO attempts (run_id, line, action, started_at, finished_at, outcome)
+                 VALUES (1, 2, 'create', 1, 2, 'retry'), (1, 2, 'lookup', 3, 4, 'not_found');
                  INSERT INTO row_data (key, request, original) VALUES ((1 << 32) + 2, NULL, '[\"t\"]');",
             )
             .unwrap();
@@ -2020,9 +2027,16 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+        let migrated_at = now_ms() - 60_000;
         assert_eq!(store.prepare_resume(1, false).unwrap(), 1);
         assert_eq!(store.counts(1).unwrap().pending, 1);
-        drop(store);
+        let writer = store.into_writer();
+        let row = &writer.claim(1, now_ms(), 1).await.unwrap()[0];
+        // The old create and the stop in flight; and the window counts from
+        // the migration (the old version did not stamp late sends).
+        assert_eq!(row.creates, 2);
+        assert!(row.uncertain_at.unwrap() >= migrated_at + SEND_SLACK_MS);
+        drop(writer);
         // Opening again changes nothing.
         Store::open(&path).unwrap();
         {
