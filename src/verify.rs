@@ -184,7 +184,7 @@ async fn go(
         let page = store.succeeded_rows(run.id, after, PAGE)?;
         let Some(last) = page.last() else { break };
         after = last.line;
-        let mut verdicts = check_page(ctx, page).await?;
+        let (mut verdicts, stopped) = check_page(ctx, page).await;
         verdicts.sort_by_key(|v| v.line);
         for v in verdicts {
             if !v.log.is_empty() {
@@ -200,6 +200,11 @@ async fn go(
                 .collect();
             record.extend(cells(&v));
             w.write_record(&record).map_err(io)?;
+        }
+        // What was done before a stop is logged and written first.
+        if let Some(e) = stopped {
+            w.flush().map_err(|e| VerifyError::Write(e.to_string()))?;
+            return Err(e);
         }
     }
     w.flush().map_err(|e| VerifyError::Write(e.to_string()))?;
@@ -248,23 +253,38 @@ fn cells(v: &Verdict) -> Vec<String> {
     ]
 }
 
-/// Checks one page of rows, `concurrency` at a time.
-async fn check_page(ctx: &Arc<Ctx>, page: Vec<SucceededRow>) -> Result<Vec<Verdict>, VerifyError> {
+/// Checks one page of rows, `concurrency` at a time. After an error (the
+/// credentials stopped working), no new row is started, but the rows under
+/// way finish, so that every deletion made is returned to be logged.
+async fn check_page(
+    ctx: &Arc<Ctx>,
+    page: Vec<SucceededRow>,
+) -> (Vec<Verdict>, Option<VerifyError>) {
     let mut tasks: JoinSet<Result<Verdict, VerifyError>> = JoinSet::new();
     let mut verdicts = Vec::with_capacity(page.len());
+    let mut stopped = None;
+    let mut keep = |done, stopped: &mut Option<VerifyError>| match joined(done) {
+        Ok(v) => verdicts.push(v),
+        Err(e) => {
+            stopped.get_or_insert(e);
+        }
+    };
     for row in page {
         while tasks.len() >= ctx.options.concurrency.max(1) {
             if let Some(done) = tasks.join_next().await {
-                verdicts.push(joined(done)?);
+                keep(done, &mut stopped);
             }
+        }
+        if stopped.is_some() {
+            break;
         }
         let ctx = ctx.clone();
         tasks.spawn(async move { check_row(&ctx, row).await });
     }
     while let Some(done) = tasks.join_next().await {
-        verdicts.push(joined(done)?);
+        keep(done, &mut stopped);
     }
-    Ok(verdicts)
+    (verdicts, stopped)
 }
 
 fn joined(
@@ -373,7 +393,11 @@ async fn remove(
                 removed.push(id.clone());
                 (Some(a.status), "removed_duplicate", None, a.tracking_id)
             }
-            Err(Call::Auth(why)) => return Err(VerifyError::Auth(why)),
+            Err(Call::Auth(why)) => {
+                // The next row's lookup stops the run; what was removed is logged.
+                refused.push(format!("{id}: authentication failed: {why}"));
+                break;
+            }
             Err(Call::Api(e)) => {
                 refused.push(format!("{id}: {e}"));
                 let tracking = e.tracking_id().map(str::to_owned);
