@@ -712,6 +712,13 @@ async fn execute_inner(
 
     let options = Effective::of(&plan, &stored_options);
     let (_, rate) = options.check()?;
+    if options.settle < plan.timeout {
+        eprintln!(
+            "webex-bulk: warning: the settle window ({} s) is shorter than --timeout ({} s): a create that timed out may still be under way when its window ends, and be sent again; give --settle at least twice --timeout",
+            options.settle.as_secs(),
+            plan.timeout.as_secs()
+        );
+    }
     let settings = Settings {
         concurrency: options.concurrency,
         max_attempts: options.max_attempts,
@@ -887,6 +894,8 @@ impl Effective {
                 .map(u64::from)
                 .or_else(|| number("max_attempts"))
                 .map_or(defaults.max_attempts, |n| n.max(1) as u32),
+            // A window shorter than --timeout is warned about (see
+            // `execute_inner`), not raised behind the user's back.
             settle: plan
                 .settle
                 .or_else(|| number("settle_secs").map(Duration::from_secs))

@@ -151,7 +151,8 @@ pub async fn demo(args: DemoArgs) -> i32 {
         rate: Some("auto".into()),
         max_attempts: Some(8),
         settle: Some(DEMO_SETTLE),
-        timeout: Duration::from_secs(10),
+        // Its simulator answers in milliseconds; the window is as long.
+        timeout: DEMO_SETTLE,
         progress: args.progress,
         home: dir.join("home"),
         profile: "default".into(),
