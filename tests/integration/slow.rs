@@ -128,10 +128,10 @@ async fn killed_twice_while_slow_creates_are_under_way_every_row_has_one_meeting
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_meetings_for_one_tag_keep_one_and_the_report_says_so() {
-    // Every create takes 2 s; we give up after 1 s and look again only
+    // Every create takes 5 s; we give up after 1 s and look again only
     // after the settle window. Meanwhile a second meeting with the first
     // row's tag appears (as a create that was sent twice would leave).
-    let sim = slow_sim(1.0, Duration::from_secs(2), 13).await;
+    let sim = slow_sim(1.0, Duration::from_secs(5), 13).await;
     let work = Work::new();
     let child = work.spawn_meetings(
         &sim,
@@ -302,9 +302,9 @@ async fn ctrl_c_with_final_checks_waiting_keeps_them_and_resume_finishes_them() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_out_of_attempts_is_looked_up_once_more_before_it_is_called_failed() {
-    // Each create takes 2 s and we give up after 1 s, with one attempt
+    // Each create takes 5 s and we give up after 3 s, with one attempt
     // allowed: the row is out of attempts, but its meeting is on the way.
-    let sim = slow_sim(1.0, Duration::from_secs(2), 15).await;
+    let sim = slow_sim(1.0, Duration::from_secs(5), 15).await;
     let work = Work::new();
     let out = work
         .run_meetings(
@@ -316,11 +316,11 @@ async fn a_row_out_of_attempts_is_looked_up_once_more_before_it_is_called_failed
                 "--rate",
                 "unlimited",
                 "--timeout",
-                "1",
+                "3",
                 "--max-attempts",
                 "1",
                 "--settle",
-                "4",
+                "8",
             ],
         )
         .await;
