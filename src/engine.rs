@@ -165,17 +165,7 @@ pub async fn run(
         return Ok(Stop::AuthFailed(e.to_string()));
     }
     // The adaptive rate grows with time; this ends with the run.
-    let ticker = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                every.tick().await;
-                shared.pacing.tick();
-            }
-        })
-    };
-    let _stop_ticker = AbortOnDrop(ticker);
+    let _ticker = s.pacing.keep_ticking();
 
     // Rows claimed (durably `in_flight`) but not started yet. When the rate
     // allows, a claim takes rows for the free slots and as many again, so a
@@ -293,15 +283,6 @@ pub async fn run(
     Ok(stop.unwrap_or(Stop::Finished))
 }
 
-/// Aborts a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 fn reap(done: Result<Result<(), StoreError>, tokio::task::JoinError>) -> Result<(), EngineError> {
     match done {
         Ok(r) => r.map_err(EngineError::Store),
@@ -366,19 +347,13 @@ async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
 /// Exactly once: look first when an earlier create may have happened, and
 /// trust a "not found" only once the settle window has passed; then create.
 async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<Attempt>) -> Outcome {
-    // Runs queued by earlier versions kept the body; newer ones rebuild it.
-    let built = match &row.request {
-        Some(body) => serde_json::from_str::<MeetingRequest>(body)
-            .map(|req| (req, body.clone()))
-            .map_err(|e| format!("the queued request is unreadable: {e}")),
-        None => row
-            .cells()
-            .and_then(|cells| rows.request(row.line, &cells))
-            .map(|req| {
-                let body = serde_json::to_string(&req).expect("a request serializes");
-                (req, body)
-            }),
-    };
+    let built = row
+        .cells()
+        .and_then(|cells| rows.queued(row.line, row.request.as_deref(), &cells))
+        .map(|req| {
+            let body = serde_json::to_string(&req).expect("a request serializes");
+            (req, body)
+        });
     let (req, body) = match built {
         Ok(built) => built,
         Err(error) if row.check => {

@@ -286,6 +286,21 @@ impl MeetingRows {
         })
     }
 
+    /// The request of a queued row: the body stored at ingest (runs queued
+    /// by earlier versions kept one), else rebuilt from its `cells`.
+    pub fn queued(
+        &self,
+        line: i64,
+        stored: Option<&str>,
+        cells: &[String],
+    ) -> Result<MeetingRequest, String> {
+        match stored {
+            Some(body) => serde_json::from_str(body)
+                .map_err(|e| format!("the queued request is unreadable: {e}")),
+            None => self.request(line, cells),
+        }
+    }
+
     /// The request of the row at `line` with these `cells`.
     pub fn request(&self, line: i64, cells: &[String]) -> Result<MeetingRequest, String> {
         // "In the past" was judged when the row was queued; from then on the
@@ -525,6 +540,28 @@ mod tests {
             .request(2, &cells)
             .unwrap();
         assert_eq!(req.integration_tags, vec!["webex-bulk:u:2".to_string()]);
+    }
+
+    #[test]
+    fn a_body_stored_by_an_earlier_version_is_sent_as_stored() {
+        let header = strings(&["title", "start", "end", "hostEmail"]);
+        let cells = strings(&[
+            "Now",
+            "2027-01-01T09:00:00Z",
+            "2027-01-01T10:00:00Z",
+            "a@b.example.com",
+        ]);
+        let rows = MeetingRows::new(&header, "u").unwrap();
+        let rebuilt = rows.queued(2, None, &cells).unwrap();
+        assert_eq!(rebuilt, rows.request(2, &cells).unwrap());
+        // An earlier version stored the body (with its own tag): it wins.
+        let mut old = rebuilt.clone();
+        old.title = "As queued".into();
+        old.integration_tags = vec!["webex-bulk:old:2".into()];
+        let body = serde_json::to_string(&old).unwrap();
+        assert_eq!(rows.queued(2, Some(&body), &cells).unwrap(), old);
+        let err = rows.queued(2, Some("{not json"), &cells).unwrap_err();
+        assert!(err.contains("unreadable"), "{err}");
     }
 
     #[test]

@@ -292,7 +292,29 @@ pub struct Pacing {
     last_tick: Mutex<f64>,
 }
 
+/// The task that moves the adaptive rate on with time; stops when dropped.
+pub struct Ticker(tokio::task::JoinHandle<()>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Pacing {
+    /// Calls [`Pacing::tick`] every 250 ms until the returned guard is
+    /// dropped (the adaptive rate grows with time). One per run or verify.
+    pub fn keep_ticking(self: &std::sync::Arc<Self>) -> Ticker {
+        let pacing = self.clone();
+        Ticker(tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
+            loop {
+                every.tick().await;
+                pacing.tick();
+            }
+        }))
+    }
+
     /// Pacing for `rate`.
     pub fn new(rate: Rate) -> Pacing {
         let adaptive = match rate {

@@ -84,6 +84,15 @@ fn result_cells(kind: &str, row: &ReportRow) -> Vec<String> {
     cells
 }
 
+/// The positions of the file's own columns in `header`: those that are not
+/// `ours` (a report or verify output fed back in would repeat our columns).
+pub fn own_columns(header: &[String], ours: &[&str]) -> Vec<usize> {
+    let ours: HashSet<String> = ours.iter().map(|c| normalize_header(c)).collect();
+    (0..header.len())
+        .filter(|i| !ours.contains(&normalize_header(&header[*i])))
+        .collect()
+}
+
 /// Writes the report of `run` as CSV. With `failed_only`, only failed and
 /// invalid rows: correct them in a spreadsheet and run the file again (the
 /// result columns are ignored on input). Returns how many rows were written.
@@ -94,11 +103,7 @@ pub fn write_report(
     out: impl Write,
 ) -> Result<u64, StoreError> {
     let columns = result_columns(&run.kind);
-    // A report fed back in and reported again would repeat our columns.
-    let ours: HashSet<String> = columns.iter().map(|c| normalize_header(c)).collect();
-    let keep: Vec<usize> = (0..run.header.len())
-        .filter(|i| !ours.contains(&normalize_header(&run.header[*i])))
-        .collect();
+    let keep = own_columns(&run.header, columns);
     let mut w = csv::Writer::from_writer(out);
     let io = |e: csv::Error| StoreError::Corrupt(format!("cannot write the report: {e}"));
     let mut head: Vec<&str> = keep.iter().map(|i| run.header[*i].as_str()).collect();

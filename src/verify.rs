@@ -23,9 +23,7 @@ use secrecy::SecretString;
 use tokio::task::JoinSet;
 
 use crate::auth::TokenManager;
-use crate::csvin::normalize_header;
 use crate::ingest::MeetingRows;
-use crate::meetings::MeetingRequest;
 use crate::rate::Pacing;
 use crate::retry::{parse_retry_after, BACKOFF_BASE, BACKOFF_CAP};
 use crate::settle::{self, Decision};
@@ -147,19 +145,8 @@ pub async fn verify(
         options,
     });
     // The adaptive rate grows with time, as in a run.
-    let ticker = {
-        let pacing = ctx.pacing.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                every.tick().await;
-                pacing.tick();
-            }
-        })
-    };
-    let result = go(store, run, &ctx, out).await;
-    ticker.abort();
-    result
+    let _ticker = ctx.pacing.keep_ticking();
+    go(store, run, &ctx, out).await
 }
 
 async fn go(
@@ -168,10 +155,7 @@ async fn go(
     ctx: &Arc<Ctx>,
     out: impl Write,
 ) -> Result<Summary, VerifyError> {
-    let ours: Vec<String> = VERIFY_COLUMNS.iter().map(|c| normalize_header(c)).collect();
-    let keep: Vec<usize> = (0..run.header.len())
-        .filter(|i| !ours.contains(&normalize_header(&run.header[*i])))
-        .collect();
+    let keep = crate::report::own_columns(&run.header, &VERIFY_COLUMNS);
     let mut w = csv::Writer::from_writer(out);
     let io = |e: csv::Error| VerifyError::Write(e.to_string());
     let mut head: Vec<&str> = keep.iter().map(|i| run.header[*i].as_str()).collect();
@@ -303,10 +287,9 @@ async fn check_row(ctx: &Ctx, row: SucceededRow) -> Result<Verdict, VerifyError>
         finding: Finding::Ok,
         log: Vec::new(),
     };
-    let req = match &row.request {
-        Some(body) => serde_json::from_str::<MeetingRequest>(body).map_err(|e| e.to_string()),
-        None => ctx.rows.request(row.line, &verdict.cells),
-    };
+    let req = ctx
+        .rows
+        .queued(row.line, row.request.as_deref(), &verdict.cells);
     let req = match req {
         Ok(req) => req,
         Err(why) => {
