@@ -28,6 +28,15 @@ async fn until_settled(sim: &SimHandle) {
     .await;
 }
 
+/// Once the server has finished every create it started: each of the run's
+/// `rows` has exactly one meeting, and the report links exactly those.
+async fn assert_one_meeting_per_row(sim: &SimHandle, work: &Work, rows: usize) {
+    until_settled(sim).await;
+    assert_each_created_once(sim, rows);
+    let report = work.report(&[]).await;
+    assert_report_links_every_meeting(sim, &report.stdout, rows);
+}
+
 /// The ids of the meetings the server holds, oldest first.
 fn meeting_ids(sim: &SimHandle) -> Vec<String> {
     sim.meetings()
@@ -79,10 +88,7 @@ async fn creates_slower_than_the_client_timeout_are_found_not_sent_twice() {
     );
     assert_eq!(out.code, 0, "{out:?}");
     assert!(sim.stats().slow_creates > 0, "{:?}", sim.stats());
-    until_settled(&sim).await;
-    assert_each_created_once(&sim, 60);
-    let report = work.report(&[]).await;
-    assert_report_links_every_meeting(&sim, &report.stdout, 60);
+    assert_one_meeting_per_row(&sim, &work, 60).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,10 +126,7 @@ async fn killed_twice_while_slow_creates_are_under_way_every_row_has_one_meeting
         started.elapsed()
     );
     assert_eq!(out.code, 0, "{out:?}");
-    until_settled(&sim).await;
-    assert_each_created_once(&sim, 60);
-    let report = work.report(&[]).await;
-    assert_report_links_every_meeting(&sim, &report.stdout, 60);
+    assert_one_meeting_per_row(&sim, &work, 60).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,8 +328,5 @@ async fn a_row_out_of_attempts_is_looked_up_once_more_before_it_is_called_failed
         )
         .await;
     assert_eq!(out.code, 0, "found, not failed: {out:?}");
-    until_settled(&sim).await;
-    assert_each_created_once(&sim, 3);
-    let report = work.report(&[]).await;
-    assert_report_links_every_meeting(&sim, &report.stdout, 3);
+    assert_one_meeting_per_row(&sim, &work, 3).await;
 }
