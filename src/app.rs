@@ -319,7 +319,7 @@ fn report(args: &ReportArgs) -> i32 {
     }
 }
 
-/// `webex-bulk verify`: see [`crate::verify`].
+/// `webex-bulk verify`: see [`crate::kinds::meetings::verify`].
 async fn verify(args: VerifyArgs) -> i32 {
     match verify_inner(args).await {
         Ok(code) | Err(code) => code,
@@ -379,7 +379,7 @@ async fn verify_inner(args: VerifyArgs) -> Result<i32, i32> {
     let (base, rate) = options.check()?;
     let (client, tokens) = connect(&plan, base)?;
     tokens.ensure().await.map_err(|e| fail(EXIT_AUTH, e))?;
-    let verify_options = crate::verify::Options {
+    let verify_options = crate::kinds::meetings::verify::Options {
         fix: args.fix,
         concurrency: options.concurrency,
         max_attempts: options.max_attempts,
@@ -393,7 +393,7 @@ async fn verify_inner(args: VerifyArgs) -> Result<i32, i32> {
         ),
         None => Box::new(std::io::stdout().lock()),
     };
-    let summary = crate::verify::verify(
+    let summary = crate::kinds::meetings::verify::verify(
         &mut store,
         &run,
         client,
@@ -404,7 +404,7 @@ async fn verify_inner(args: VerifyArgs) -> Result<i32, i32> {
     )
     .await
     .map_err(|e| match e {
-        crate::verify::VerifyError::Auth(_) => fail(EXIT_AUTH, e),
+        crate::kinds::meetings::verify::VerifyError::Auth(_) => fail(EXIT_AUTH, e),
         e => fail(EXIT_USAGE, e),
     })?;
     let removed = if args.fix {
@@ -605,8 +605,8 @@ async fn execute_inner(
                 Kind::Users => list_licenses(&client, &tokens).await?,
                 Kind::Meetings => Vec::new(),
             };
-            license_names =
-                (*file_kind == Kind::Users).then(|| crate::onboard::license_names(&licenses));
+            license_names = (*file_kind == Kind::Users)
+                .then(|| crate::kinds::users::run::license_names(&licenses));
             let job = match file_kind {
                 Kind::Meetings => Job::Meetings {
                     now: chrono::Utc::now(),
@@ -680,7 +680,7 @@ async fn execute_inner(
             let (base, _) = Effective::of(&plan, &info.options).check()?;
             (client, tokens) = connect(&plan, base)?;
             license_names = match info.kind.as_str() {
-                "users" => Some(crate::onboard::license_names(
+                "users" => Some(crate::kinds::users::run::license_names(
                     &list_licenses(&client, &tokens).await?,
                 )),
                 _ => None,
@@ -940,7 +940,7 @@ fn connect(plan: &RunPlan, base: url::Url) -> Result<(Client, Arc<TokenManager>)
 pub async fn list_licenses(
     client: &Client,
     tokens: &TokenManager,
-) -> Result<Vec<crate::users::License>, i32> {
+) -> Result<Vec<crate::kinds::users::check::License>, i32> {
     let (token, generation) = tokens.ensure().await.map_err(|e| fail(EXIT_AUTH, e))?;
     let first = client.licenses(&token).await;
     let answer = match first {

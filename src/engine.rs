@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::auth::{AuthError, TokenManager};
 use crate::ingest::MeetingRows;
-use crate::meetings::MeetingRequest;
+use crate::kinds::meetings::check::MeetingRequest;
 use crate::progress::Tally;
 use crate::rate::Pacing;
 use crate::retry::{backoff_delay, parse_retry_after, BACKOFF_BASE, BACKOFF_CAP};
@@ -309,7 +309,7 @@ async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
             failure: false,
             throttled: false,
         },
-        RunJob::Users { .. } => crate::onboard::person(s, &row, &mut log).await,
+        RunJob::Users { .. } => crate::kinds::users::run::person(s, &row, &mut log).await,
     };
     if row.check {
         // The row stays succeeded; nothing to count.

@@ -10,9 +10,9 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::csvin::{CsvFile, Encoding, Problem, ReadError, Severity};
-use crate::meetings::{parse_row, Layout, MeetingRequest, QuotaCounter};
+use crate::kinds::meetings::check::{parse_row, Layout, MeetingRequest, QuotaCounter};
+use crate::kinds::users::check::{self as users, License, UnitCounter, UserChange};
 use crate::store::{encode_cells, NewRow, NewRun, RunInfo, Store, StoreError};
-use crate::users::{self, License, UnitCounter, UserChange};
 
 /// Why a file was not queued.
 #[derive(Debug, thiserror::Error)]

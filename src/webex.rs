@@ -513,12 +513,13 @@ impl Client {
     pub async fn licenses(
         &self,
         token: &SecretString,
-    ) -> Result<Answer<Vec<crate::users::License>>, ApiError> {
+    ) -> Result<Answer<Vec<crate::kinds::users::check::License>>, ApiError> {
         let req = self
             .http
             .get(self.url("licenses"))
             .header(AUTHORIZATION, bearer(token));
-        let a: Answer<Items<crate::users::License>> = self.send(req, &new_tracking_id()).await?;
+        let a: Answer<Items<crate::kinds::users::check::License>> =
+            self.send(req, &new_tracking_id()).await?;
         Ok(Answer {
             value: a.value.items,
             status: a.status,

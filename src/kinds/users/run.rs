@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 
 use crate::engine::{attempt_for_error, auth_outcome, on_error, Shared};
+use crate::kinds::users::check::UserChange;
 use crate::store::{now_ms, Attempt, Claimed, Created, Outcome};
-use crate::users::UserChange;
 use crate::webex::{new_tracking_id, Answer, ApiError, Person};
 
 /// The fields `PUT /people/{id}` takes (UpdateAPersonRequest): a full
@@ -394,7 +394,7 @@ async fn update(calls: &mut Calls<'_>, change: &UserChange, person: Person) -> O
 }
 
 /// License ids → the labels the report shows.
-pub fn license_names(licenses: &[crate::users::License]) -> HashMap<String, String> {
+pub fn license_names(licenses: &[crate::kinds::users::check::License]) -> HashMap<String, String> {
     licenses.iter().map(|l| (l.id.clone(), l.label())).collect()
 }
 

@@ -1,0 +1,4 @@
+//! The meetings job kind.
+
+pub mod check;
+pub mod verify;

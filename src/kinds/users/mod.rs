@@ -1,0 +1,4 @@
+//! The users job kind.
+
+pub mod check;
+pub mod run;
