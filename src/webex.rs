@@ -510,16 +510,12 @@ impl Client {
     }
 
     /// `GET /licenses`: the org's licenses.
-    pub async fn licenses(
-        &self,
-        token: &SecretString,
-    ) -> Result<Answer<Vec<crate::kinds::users::check::License>>, ApiError> {
+    pub async fn licenses(&self, token: &SecretString) -> Result<Answer<Vec<License>>, ApiError> {
         let req = self
             .http
             .get(self.url("licenses"))
             .header(AUTHORIZATION, bearer(token));
-        let a: Answer<Items<crate::kinds::users::check::License>> =
-            self.send(req, &new_tracking_id()).await?;
+        let a: Answer<Items<License>> = self.send(req, &new_tracking_id()).await?;
         Ok(Answer {
             value: a.value.items,
             status: a.status,
@@ -632,6 +628,20 @@ impl Client {
             .append_pair("code_challenge_method", "S256");
         url
     }
+}
+
+/// A license of the org, as `GET /v1/licenses` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct License {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub total_units: u64,
+    #[serde(default)]
+    pub consumed_units: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_url: Option<String>,
 }
 
 /// A person, as `GET /people` describes them (the fields we use).

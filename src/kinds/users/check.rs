@@ -8,19 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::csvin::{is_valid_email, normalize_header, ColumnRef, Problem};
 
-/// A license of the org, as `GET /v1/licenses` lists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct License {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub total_units: u64,
-    #[serde(default)]
-    pub consumed_units: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site_url: Option<String>,
-}
+pub use crate::webex::License;
 
 impl License {
     /// `Name` or, when the name repeats across meeting sites, `Name@siteUrl`.
