@@ -118,9 +118,9 @@ pub fn queue(dir: &Path, csv: &Path) -> i64 {
         max_rows: None,
         new_run: true,
         options: &options,
-        job: webex_bulk::ingest::Job::Meetings {
-            now: chrono::Utc::now(),
-        },
+        kind: "meetings",
+        job: &webex_bulk::kinds::meetings::MeetingsJob,
+        now: chrono::Utc::now(),
     };
     webex_bulk::ingest::ingest(&mut store, csv, &opts, |_| {})
         .unwrap()

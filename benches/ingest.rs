@@ -35,9 +35,9 @@ fn queue(dir: &Path, n: usize) -> Figures {
         max_rows: None,
         new_run: false,
         options: &options,
-        job: webex_bulk::ingest::Job::Meetings {
-            now: chrono::Utc::now(),
-        },
+        kind: "meetings",
+        job: &webex_bulk::kinds::meetings::MeetingsJob,
+        now: chrono::Utc::now(),
     };
     let (_, scan) = ingest(&mut store, &csv, &opts, |p| {
         assert_ne!(p.severity, webex_bulk::csvin::Severity::Error, "{p:?}")

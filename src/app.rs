@@ -10,11 +10,12 @@ use clap::Parser;
 
 use crate::auth::{self, AuthError, CredentialStore, Credentials, EnvCredentials, TokenManager};
 use crate::cli::{
-    Cli, Command, DbArg, Kind, ReportArgs, RunArgs, SimArgs, StatusArgs, ValidateArgs, VerifyArgs,
+    Cli, Command, DbArg, ReportArgs, RunArgs, SimArgs, StatusArgs, ValidateArgs, VerifyArgs,
 };
 use crate::csvin::{Encoding, Problem, Severity};
-use crate::engine::{self, RunJob, Settings, Shared, Stop};
-use crate::ingest::{self, IngestError, IngestOptions, Job};
+use crate::engine::{self, Settings, Shared, Stop};
+use crate::ingest::{self, IngestError, IngestOptions};
+use crate::kinds::{self, Job, Kind, Org, PrepareError};
 use crate::progress::{self, Mode, Progress, Tally};
 use crate::rate::{parse_rate, Pacing, Rate};
 use crate::store::{Counts, RunInfo, RunState, Store};
@@ -48,15 +49,7 @@ pub fn main() -> i32 {
     };
     init_logging(cli.verbose);
     match cli.command {
-        Command::Validate(args) => match args.kind {
-            Kind::Meetings => validate(
-                &args,
-                Job::Meetings {
-                    now: chrono::Utc::now(),
-                },
-            ),
-            Kind::Users => with_runtime(|| validate_users(args)),
-        },
+        Command::Validate(args) => with_runtime(|| validate(args)),
         Command::Status(args) => status(&args),
         Command::Report(args) => report(&args),
         Command::Verify(args) => with_runtime(|| verify(args)),
@@ -112,45 +105,47 @@ fn print_problem(path: &Path, p: &Problem) {
     eprintln!("{}", p.display(path));
 }
 
-/// `validate users`: the one request it sends is `GET /v1/licenses`, to check license names.
-async fn validate_users(args: ValidateArgs) -> i32 {
-    let base = args
-        .base_url
-        .clone()
-        .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-    let base = match check_base_url(&base) {
-        Ok(b) => b,
+/// `validate KIND FILE`: checks every row; sends nothing, except what a
+/// kind that checks rows against the org asks it (users: `GET /v1/licenses`).
+async fn validate(args: ValidateArgs) -> i32 {
+    let kind = match kinds::find(&args.kind) {
+        Ok(k) => k,
         Err(e) => return fail(EXIT_USAGE, e),
     };
-    let store = CredentialStore::new(&auth::home_dir());
-    let stored = match store.load(&args.profile) {
-        Ok(s) => s,
-        Err(e) => return fail(EXIT_USAGE, e),
+    let org = if kind.needs_org() {
+        let base = args
+            .base_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let base = match check_base_url(&base) {
+            Ok(b) => b,
+            Err(e) => return fail(EXIT_USAGE, e),
+        };
+        let store = CredentialStore::new(&auth::home_dir());
+        let stored = match store.load(&args.profile) {
+            Ok(s) => s,
+            Err(e) => return fail(EXIT_USAGE, e),
+        };
+        let creds = auth::resolve(EnvCredentials::from_env(), stored);
+        if creds.access_token.is_none() && creds.refresh_token.is_none() {
+            return fail(EXIT_USAGE, format!("validate {} checks rows against the org and needs credentials: set WEBEX_ACCESS_TOKEN (or run `webex-bulk auth service-app`)", kind.name()));
+        }
+        let client = Client::new(base, Duration::from_secs(60));
+        let tokens = TokenManager::new(creds, client.clone(), store, &args.profile);
+        Some(Org::new(client, Arc::new(tokens)))
+    } else {
+        None
     };
-    let creds = auth::resolve(EnvCredentials::from_env(), stored);
-    if creds.access_token.is_none() && creds.refresh_token.is_none() {
-        return fail(EXIT_USAGE, "validate users lists the org's licenses and needs credentials: set WEBEX_ACCESS_TOKEN (or run `webex-bulk auth service-app`)");
-    }
-    let client = Client::new(base, Duration::from_secs(60));
-    let tokens = TokenManager::new(creds, client.clone(), store, &args.profile);
-    let licenses = match list_licenses(&client, &tokens).await {
-        Ok(l) => l,
+    let job = match prepare(kind, org.as_ref()).await {
+        Ok(job) => job,
         Err(code) => return code,
     };
-    validate(
-        &args,
-        Job::Users {
-            licenses: &licenses,
-        },
-    )
-}
-
-fn validate(args: &ValidateArgs, job: Job<'_>) -> i32 {
     let mut errors = 0u64;
     let result = ingest::scan_job(
         &args.file,
         args.encoding,
-        job,
+        job.as_ref(),
+        chrono::Utc::now(),
         |_, _, _| Ok(()),
         |p| {
             if p.severity == Severity::Error {
@@ -178,6 +173,14 @@ fn validate(args: &ValidateArgs, job: Job<'_>) -> i32 {
         }
         Err(e) => input_error(&args.file, e),
     }
+}
+
+/// The kind made ready for a run: what it needs from the org, asked once.
+async fn prepare(kind: &dyn Kind, org: Option<&Org>) -> Result<Box<dyn Job>, i32> {
+    kind.prepare(org).await.map_err(|e| match e {
+        PrepareError::Auth(e) => fail(EXIT_AUTH, e),
+        PrepareError::Org(e) => fail(EXIT_USAGE, e),
+    })
 }
 
 fn input_error(path: &Path, e: IngestError) -> i32 {
@@ -296,6 +299,10 @@ fn report(args: &ReportArgs) -> i32 {
         Ok(None) => return fail(EXIT_USAGE, "no such run (see `webex-bulk status`)"),
         Err(e) => return fail(EXIT_USAGE, e),
     };
+    let kind = match kinds::find(&run.kind) {
+        Ok(k) => k,
+        Err(e) => return fail(EXIT_USAGE, format!("run {}: {e}", run.id)),
+    };
     let written = match &args.output {
         Some(path) => {
             let file = match std::fs::File::create(path) {
@@ -304,9 +311,17 @@ fn report(args: &ReportArgs) -> i32 {
                     return fail(EXIT_USAGE, format!("cannot create {}: {e}", path.display()))
                 }
             };
-            crate::report::write_report(&store, &run, args.failed, std::io::BufWriter::new(file))
+            crate::report::write_report(
+                &store,
+                &run,
+                kind,
+                args.failed,
+                std::io::BufWriter::new(file),
+            )
         }
-        None => crate::report::write_report(&store, &run, args.failed, std::io::stdout().lock()),
+        None => {
+            crate::report::write_report(&store, &run, kind, args.failed, std::io::stdout().lock())
+        }
     };
     match written {
         Ok(n) => {
@@ -454,7 +469,8 @@ pub struct RunPlan {
 /// What a run works on.
 pub enum Source {
     File {
-        kind: Kind,
+        /// The kind's name (see [`crate::kinds::find`]).
+        kind: String,
         path: PathBuf,
         encoding: Encoding,
         strict: bool,
@@ -586,11 +602,11 @@ async fn execute_inner(
     // The run: a new one from a file, or one to continue.
     let stored_options;
     let (client, tokens);
-    // Users: license id -> label, from the org's licenses.
-    let license_names;
+    // The run's kind, made ready (it may have asked the org).
+    let job;
     let run_id = match &plan.source {
         Source::File {
-            kind: file_kind,
+            kind,
             path,
             encoding,
             strict,
@@ -598,23 +614,12 @@ async fn execute_inner(
             new_run,
         } => {
             // Everything is checked before anything is queued.
+            let kind = kinds::find(kind).map_err(|e| fail(EXIT_USAGE, e))?;
             let options = Effective::of(&plan, &serde_json::Value::Null);
             let (base, _) = options.check()?;
             (client, tokens) = connect(&plan, base)?;
-            let licenses = match file_kind {
-                Kind::Users => list_licenses(&client, &tokens).await?,
-                Kind::Meetings => Vec::new(),
-            };
-            license_names = (*file_kind == Kind::Users)
-                .then(|| crate::kinds::users::run::license_names(&licenses));
-            let job = match file_kind {
-                Kind::Meetings => Job::Meetings {
-                    now: chrono::Utc::now(),
-                },
-                Kind::Users => Job::Users {
-                    licenses: &licenses,
-                },
-            };
+            let org = Org::new(client.clone(), tokens.clone());
+            job = prepare(kind, Some(&org)).await?;
             let options = options.to_json();
             let opts = IngestOptions {
                 encoding: *encoding,
@@ -622,7 +627,9 @@ async fn execute_inner(
                 max_rows: *max_rows,
                 new_run: *new_run,
                 options: &options,
-                job,
+                kind: kind.name(),
+                job: job.as_ref(),
+                now: chrono::Utc::now(),
             };
             const SHOWN: usize = 50;
             let mut shown = 0usize;
@@ -679,12 +686,10 @@ async fn execute_inner(
             }
             let (base, _) = Effective::of(&plan, &info.options).check()?;
             (client, tokens) = connect(&plan, base)?;
-            license_names = match info.kind.as_str() {
-                "users" => Some(crate::kinds::users::run::license_names(
-                    &list_licenses(&client, &tokens).await?,
-                )),
-                _ => None,
-            };
+            let kind = kinds::find(&info.kind)
+                .map_err(|e| fail(EXIT_USAGE, format!("run {}: {e}", info.id)))?;
+            let org = Org::new(client.clone(), tokens.clone());
+            job = prepare(kind, Some(&org)).await?;
             let reopened = store
                 .prepare_resume(info.id, *retry_failed)
                 .map_err(|e| fail(EXIT_USAGE, e))?;
@@ -726,19 +731,13 @@ async fn execute_inner(
         ..Settings::default()
     };
 
-    let job = match license_names {
-        Some(license_names) => RunJob::Users { license_names },
-        None => {
-            let info = store
-                .run(run_id)
-                .map_err(|e| fail(EXIT_USAGE, e))?
-                .ok_or_else(|| fail(EXIT_USAGE, format!("run {run_id} is gone")))?;
-            RunJob::Meetings(Box::new(
-                ingest::MeetingRows::new(&info.header, &info.uid)
-                    .map_err(|e| fail(EXIT_USAGE, format!("run {run_id}: {e}")))?,
-            ))
-        }
-    };
+    let info = store
+        .run(run_id)
+        .map_err(|e| fail(EXIT_USAGE, e))?
+        .ok_or_else(|| fail(EXIT_USAGE, format!("run {run_id} is gone")))?;
+    let runner = job
+        .runner(&info.header, &info.uid)
+        .map_err(|e| fail(EXIT_USAGE, format!("run {run_id}: {e}")))?;
     let counts = store.counts(run_id).map_err(|e| fail(EXIT_USAGE, e))?;
     let tally = Arc::new(Tally::default());
     tally
@@ -752,7 +751,7 @@ async fn execute_inner(
     let writer = store.into_writer();
     let shared = Arc::new(Shared {
         run_id,
-        job,
+        runner,
         writer: writer.clone(),
         client,
         tokens,
@@ -933,35 +932,6 @@ fn connect(plan: &RunPlan, base: url::Url) -> Result<(Client, Arc<TokenManager>)
         &plan.profile,
     );
     Ok((client, Arc::new(tokens)))
-}
-
-/// The org's licenses (`GET /v1/licenses`), listed once per run: user rows
-/// name them. A 401 gets the one refresh.
-pub async fn list_licenses(
-    client: &Client,
-    tokens: &TokenManager,
-) -> Result<Vec<crate::kinds::users::check::License>, i32> {
-    let (token, generation) = tokens.ensure().await.map_err(|e| fail(EXIT_AUTH, e))?;
-    let first = client.licenses(&token).await;
-    let answer = match first {
-        Err(e) if e.is_unauthorized() => {
-            tokens
-                .refresh_after(generation)
-                .await
-                .map_err(|e| fail(EXIT_AUTH, e))?;
-            let (token, _) = tokens
-                .current()
-                .ok_or_else(|| fail(EXIT_AUTH, "no access token"))?;
-            client.licenses(&token).await
-        }
-        other => other,
-    };
-    answer.map(|a| a.value).map_err(|e| {
-        fail(
-            EXIT_USAGE,
-            format!("cannot list the org's licenses (needed to check license names): {e}"),
-        )
-    })
 }
 
 fn credentials(plan: &RunPlan) -> Result<Credentials, i32> {

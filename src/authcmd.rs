@@ -19,15 +19,6 @@ use crate::webex::{check_base_url, receive_callback, Client, Person};
 /// A refresh token with less than this left gets a warning.
 pub const REFRESH_WARNING_DAYS: i64 = 14;
 
-/// The scopes each job kind needs.
-pub const NEEDED_SCOPES: [(&str, &[&str]); 2] = [
-    ("meetings", &["meeting:admin_schedule_write"]),
-    (
-        "users",
-        &["spark-admin:people_write", "spark-admin:licenses_read"],
-    ),
-];
-
 /// Carries out an `auth` subcommand.
 pub async fn auth(command: AuthCommand) -> i32 {
     match command {
@@ -324,8 +315,10 @@ pub fn status_warnings(
     match scopes {
         Some(granted) => {
             let granted: Vec<&str> = granted.split_whitespace().collect();
-            for (job, needed) in NEEDED_SCOPES {
-                let missing: Vec<&str> = needed
+            for kind in crate::kinds::KINDS {
+                let job = kind.name();
+                let missing: Vec<&str> = kind
+                    .scopes()
                     .iter()
                     .copied()
                     .filter(|s| !granted.contains(s))

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::csvin::Encoding;
 use crate::progress::Mode;
@@ -21,13 +21,14 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The job kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Kind {
-    /// Schedule meetings (POST /v1/meetings), on behalf of their hosts.
-    Meetings,
-    /// Create or update people and assign or remove licenses (our CSV or a Control Hub export).
-    Users,
+/// The job kinds, from the registry (`crate::kinds::KINDS`), each with its
+/// one-line help.
+fn kind_parser() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        crate::kinds::KINDS
+            .iter()
+            .map(|k| clap::builder::PossibleValue::new(k.name()).help(k.about())),
+    )
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,8 +133,8 @@ pub struct DbArg {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// What the rows are.
-    #[arg(value_enum, required_unless_present = "resume")]
-    pub kind: Option<Kind>,
+    #[arg(value_parser = kind_parser(), required_unless_present = "resume")]
+    pub kind: Option<String>,
     /// The CSV file.
     #[arg(required_unless_present = "resume", value_name = "FILE.csv")]
     pub file: Option<PathBuf>,
@@ -186,18 +187,18 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// What the rows are.
-    #[arg(value_enum)]
-    pub kind: Kind,
+    #[arg(value_parser = kind_parser())]
+    pub kind: String,
     /// The CSV file.
     #[arg(value_name = "FILE.csv")]
     pub file: PathBuf,
     /// The file's encoding.
     #[arg(long, value_enum, default_value = "utf-8")]
     pub encoding: Encoding,
-    /// users: the Webex API to list the org's licenses from (sends only that GET).
+    /// For kinds that check rows against the org (users: its licenses), the Webex API to ask (sends only those GETs).
     #[arg(long, env = "WEBEX_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
-    /// users: the credential profile to list the licenses with.
+    /// For kinds that check rows against the org, the credential profile to ask with.
     #[arg(long, default_value = "default", value_name = "NAME")]
     pub profile: String,
 }

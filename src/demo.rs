@@ -139,7 +139,7 @@ pub async fn demo(args: DemoArgs) -> i32 {
     let plan = RunPlan {
         db: db.clone(),
         source: Source::File {
-            kind: crate::cli::Kind::Meetings,
+            kind: crate::kinds::Kind::name(&crate::kinds::meetings::Meetings).to_owned(),
             path: sample,
             encoding: crate::csvin::Encoding::Utf8,
             strict: false,
@@ -169,8 +169,13 @@ pub async fn demo(args: DemoArgs) -> i32 {
     if let Ok(store) = crate::store::Store::open(&db) {
         if let Ok(Some(run)) = store.run(run_id) {
             if let Ok(file) = std::fs::File::create(&report) {
-                let _ =
-                    crate::report::write_report(&store, &run, false, std::io::BufWriter::new(file));
+                let _ = crate::report::write_report(
+                    &store,
+                    &run,
+                    &crate::kinds::meetings::Meetings,
+                    false,
+                    std::io::BufWriter::new(file),
+                );
             }
         }
     }
@@ -243,9 +248,10 @@ mod tests {
         let path = dir.path().join("m.csv");
         std::fs::write(&path, text).unwrap();
         let mut problems = Vec::new();
-        let scan = crate::ingest::scan(
+        let scan = crate::ingest::scan_job(
             &path,
             crate::csvin::Encoding::Utf8,
+            &crate::kinds::meetings::MeetingsJob,
             Utc::now(),
             |_, _, _| Ok(()),
             |p| problems.push(p.clone()),

@@ -20,16 +20,15 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::auth::{AuthError, TokenManager};
-use crate::ingest::MeetingRows;
-use crate::kinds::meetings::check::MeetingRequest;
+use crate::kinds::{Reconciled, Runner};
 use crate::progress::Tally;
 use crate::rate::Pacing;
 use crate::retry::{backoff_delay, parse_retry_after, BACKOFF_BASE, BACKOFF_CAP};
-use crate::settle::{self, Decision};
-use crate::store::{
-    now_ms, Attempt, Claimed, Counts, Created, Outcome, StoreError, Writer, SEND_SLACK_MS,
-};
-use crate::webex::{new_tracking_id, ApiError, Client, CONNECT_TIMEOUT};
+use crate::settle;
+use crate::store::{now_ms, Attempt, Claimed, Outcome, StoreError, Writer, SEND_SLACK_MS};
+use crate::webex::{new_tracking_id, Answer, ApiError, Client, CONNECT_TIMEOUT};
+
+use secrecy::SecretString;
 
 /// How the engine behaves.
 #[derive(Clone, Debug)]
@@ -82,34 +81,12 @@ pub enum EngineError {
 /// The most rows one claim takes.
 const MAX_CLAIM: usize = 256;
 
-/// What the rows of a run are, with what carrying them out needs.
-#[derive(Clone, Debug)]
-pub enum RunJob {
-    /// Meetings: each request is rebuilt from the row's stored cells.
-    Meetings(Box<MeetingRows>),
-    /// People: each change was resolved against the org at ingest.
-    Users {
-        /// License id → the label reports show.
-        license_names: std::collections::HashMap<String, String>,
-    },
-}
-
-impl RunJob {
-    /// The label a report shows for a license id (users runs).
-    pub fn license_name(&self, id: &str) -> Option<&str> {
-        match self {
-            RunJob::Users { license_names } => license_names.get(id).map(String::as_str),
-            RunJob::Meetings(_) => None,
-        }
-    }
-}
-
 /// Everything the workers share.
 pub struct Shared {
     /// The run being carried out.
     pub run_id: i64,
-    /// What its rows are.
-    pub job: RunJob,
+    /// How its rows are carried out (the run's kind).
+    pub runner: Arc<dyn Runner>,
     /// The queue.
     pub writer: Writer,
     /// Webex.
@@ -291,26 +268,24 @@ fn reap(done: Result<Result<(), StoreError>, tokio::task::JoinError>) -> Result<
     }
 }
 
-/// What one request came to.
-enum Step<T> {
-    Done(T),
-    Outcome(Outcome),
-}
-
 /// Carries out one claimed row and records the result.
 async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
     let was_retrying = row.failures + row.throttled > 0;
-    let mut log = Vec::new();
-    let outcome = match &s.job {
-        RunJob::Meetings(rows) => meeting(s, rows, &row, &mut log).await,
-        RunJob::Users { .. } if row.check => Outcome::Checked {
-            note: None,
-            next_check: None,
-            failure: false,
-            throttled: false,
-        },
-        RunJob::Users { .. } => crate::kinds::users::run::person(s, &row, &mut log).await,
+    let mut api = Api::new(s, &row);
+    let outcome = if row.check {
+        s.runner.check(&row, &mut api).await
+    } else {
+        let reconciled = if row.reconcile {
+            s.runner.reconcile(&row, &mut api).await
+        } else {
+            Reconciled::Absent
+        };
+        match reconciled {
+            Reconciled::Settled(outcome) => outcome,
+            Reconciled::Absent => s.runner.execute(&row, &mut api).await,
+        }
     };
+    let log = api.log;
     if row.check {
         // The row stays succeeded; nothing to count.
         return s.writer.record(s.run_id, row.line, outcome, log);
@@ -344,425 +319,18 @@ async fn work(s: &Shared, row: Claimed) -> Result<(), StoreError> {
     s.writer.record(s.run_id, row.line, outcome, log)
 }
 
-/// Exactly once: look first when an earlier create may have happened, and
-/// trust a "not found" only once the settle window has passed; then create.
-async fn meeting(s: &Shared, rows: &MeetingRows, row: &Claimed, log: &mut Vec<Attempt>) -> Outcome {
-    let built = row
-        .cells()
-        .and_then(|cells| rows.queued(row.line, row.request.as_deref(), &cells))
-        .map(|req| {
-            let body = serde_json::to_string(&req).expect("a request serializes");
-            (req, body)
-        });
-    let (req, body) = match built {
-        Ok(built) => built,
-        Err(error) if row.check => {
-            return Outcome::Checked {
-                note: Some(format!("the final check could not be made: {error}")),
-                next_check: None,
-                failure: false,
-                throttled: false,
-            }
-        }
-        Err(error) => {
-            return Outcome::Failed {
-                status: None,
-                error,
-                tracking_id: None,
-                reconcile: row.reconcile,
-                uncertain_at: None,
-            }
-        }
-    };
-    if row.check {
-        return check(s, row, &req, log).await;
-    }
-    if row.reconcile {
-        let found = match lookup(s, row, &req, log).await {
-            Step::Done(found) => found,
-            Step::Outcome(o) => return o,
-        };
-        let ids: Vec<&str> = found.meetings.iter().map(|m| m.id.as_str()).collect();
-        match settle::decide(
-            &ids,
-            None,
-            row.uncertain_at,
-            found.sent_at,
-            s.settings.settle,
-        ) {
-            Decision::Adopt { keep, extras } => {
-                tracing::info!(
-                    line = row.line,
-                    "found the meeting an earlier attempt created; not sending again"
-                );
-                let extras = extras.iter().map(|i| ids[*i].to_owned()).collect();
-                let removal = remove(s, row, &req.host_email, extras, log).await;
-                // When two creates may have been sent, the other may land
-                // later still: look once more after the window.
-                let check_at = row
-                    .uncertain_at
-                    .filter(|_| row.creates >= 2)
-                    .map(|sent| settle::check_at(sent, s.settings.settle, now_ms()));
-                // A removal to try again waits for that check, never ends it early.
-                let check_at = check_at.or(removal.retry_at);
-                return Outcome::Succeeded {
-                    created: created(&found.meetings[keep]),
-                    status: found.status,
-                    tracking_id: found.tracking_id,
-                    note: removal.note(),
-                    check_at,
-                };
-            }
-            Decision::LookAgainAt(at) => {
-                tracing::info!(
-                    line = row.line,
-                    "not found yet; an earlier create may still be under way: looking again in {}s",
-                    (at - now_ms()).max(0) / 1000
-                );
-                return Outcome::Retry {
-                    next_at: at,
-                    status: found.status,
-                    error: "an earlier create's outcome is unknown and the meeting is not found yet; looking again once the server has had time to finish it".into(),
-                    tracking_id: found.tracking_id,
-                    reconcile: true,
-                    uncertain_at: None,
-                    counts_as_failure: false,
-                    throttled: false,
-                };
-            }
-            Decision::Resend | Decision::RecordedMissing { .. }
-                if row.failures >= s.settings.max_attempts =>
-            {
-                return Outcome::Failed {
-                    status: found.status,
-                    error: format!(
-                        "gave up after {} attempts; no meeting was found once the server had had time to finish the last one, so none was created",
-                        row.failures
-                    ),
-                    tracking_id: found.tracking_id,
-                    reconcile: true,
-                    uncertain_at: None,
-                };
-            }
-            Decision::Resend | Decision::RecordedMissing { .. } => {}
-        }
-        // The lookup used the dispatcher's turn; the create needs its own.
-        s.pacing.limiter.until_ready().await;
-    }
-    let Some((token, generation)) = s.tokens.fresh().await else {
-        return auth_outcome(s, row, 0, Some(401), "no access token".into(), None).await;
-    };
-    s.pacing.pause.wait().await;
-    // A create that leaves long after the claim (a pause, a slow lookup) is
-    // stamped first: after a stop, its settle window counts from the stamp.
-    let mut stamped = row.claimed_at;
-    while now_ms() - stamped > STAMP_AFTER_MS {
-        stamped = now_ms();
-        if let Err(e) = s.writer.stamp(s.run_id, row.line, stamped).await {
-            tracing::error!(line = row.line, "cannot record the send time: {e}");
-            return Outcome::Released;
-        }
-    }
-    let tracking = new_tracking_id();
-    let started = now_ms();
-    let result = s.client.create_meeting(&token, &body, &tracking).await;
-    match result {
-        Ok(answer) => {
-            s.pacing.accepted();
-            log.push(Attempt {
-                action: "create",
-                started_at: started,
-                finished_at: now_ms(),
-                http_status: Some(answer.status),
-                outcome: "created",
-                error: None,
-                tracking_id: answer.tracking_id.clone().or(Some(tracking)),
-            });
-            Outcome::Succeeded {
-                created: created(&answer.value),
-                status: Some(answer.status),
-                tracking_id: answer.tracking_id,
-                note: None,
-                // An earlier create was not found within its window, so this
-                // one was sent; should it land after all, give it one more
-                // window and look again.
-                check_at: row
-                    .uncertain_at
-                    .map(|_| settle::check_at(now_ms(), s.settings.settle, now_ms())),
-            }
-        }
-        Err(e) => {
-            // The request left once its connection was up: by the connect
-            // timeout at the latest (and by the answer at the latest).
-            let sent_by = (started + CONNECT_TIMEOUT.as_millis() as i64).min(now_ms());
-            let uncertain_at = e.may_have_happened().then_some(sent_by);
-            let outcome = on_error(s, row, generation, &e, uncertain_at).await;
-            log.push(attempt_for_error(
-                "create", started, &e, &tracking, &outcome,
-            ));
-            outcome
-        }
-    }
-}
-
-/// A create that leaves more than this after its row was claimed stamps the
-/// row first (half of [`SEND_SLACK_MS`]: the rest covers the stamp itself).
-const STAMP_AFTER_MS: i64 = SEND_SLACK_MS / 2;
-
-fn created(m: &crate::webex::Meeting) -> Created {
-    Created {
-        id: m.id.clone(),
-        number: m.meeting_number.clone(),
-        link: m.web_link.clone(),
-        extra: None,
-    }
-}
-
-/// The final check of a succeeded row whose create followed an uncertain
-/// attempt: look its tag up once more, and remove every meeting but the
-/// recorded one.
-async fn check(s: &Shared, row: &Claimed, req: &MeetingRequest, log: &mut Vec<Attempt>) -> Outcome {
-    let found = match lookup(s, row, req, log).await {
-        Step::Done(found) => found,
-        Step::Outcome(o) => return as_check(o),
-    };
-    let ids: Vec<&str> = found.meetings.iter().map(|m| m.id.as_str()).collect();
-    let decision = settle::decide(
-        &ids,
-        row.result_id.as_deref(),
-        None,
-        found.sent_at,
-        s.settings.settle,
-    );
-    match decision {
-        Decision::Adopt { extras, .. } => {
-            let extras = extras.iter().map(|i| ids[*i].to_owned()).collect();
-            let removal = remove(s, row, &req.host_email, extras, log).await;
-            Outcome::Checked {
-                note: removal.note(),
-                next_check: removal.retry_at,
-                failure: removal.failure,
-                throttled: removal.throttled,
-            }
-        }
-        Decision::RecordedMissing { others } => {
-            tracing::warn!(
-                line = row.line,
-                "the final check did not find the recorded meeting"
-            );
-            let mut note = "the final check did not find the recorded meeting".to_owned();
-            if !others.is_empty() {
-                note.push_str(&format!(
-                    "; {} other meeting(s) carry its tag: see `webex-bulk verify`",
-                    others.len()
-                ));
-            }
-            Outcome::Checked {
-                note: Some(note),
-                next_check: None,
-                failure: false,
-                throttled: false,
-            }
-        }
-        Decision::Resend | Decision::LookAgainAt(_) => Outcome::Checked {
-            note: None,
-            next_check: None,
-            failure: false,
-            throttled: false,
-        },
-    }
-}
-
-/// A check's lookup that did not answer: look again when the row would
-/// have been tried again, or give the check up (the row stays succeeded).
-fn as_check(o: Outcome) -> Outcome {
-    match o {
+/// The attempt log's word for what a failed request meant for the row.
+fn log_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Failed { .. } => "failed",
         Outcome::Retry {
-            next_at,
-            counts_as_failure,
-            throttled,
-            ..
-        } => Outcome::Checked {
-            note: None,
-            next_check: Some(next_at),
-            failure: counts_as_failure,
-            throttled,
-        },
-        Outcome::Failed { error, .. } => Outcome::Checked {
-            note: Some(format!("the final check could not be made: {error}")),
-            next_check: None,
-            failure: false,
-            throttled: false,
-        },
-        other => other,
+            throttled: true, ..
+        } => "rate_limited",
+        _ => "retry",
     }
 }
 
-/// What removing a row's extra meetings came to.
-#[derive(Default)]
-struct Removal {
-    /// Meetings removed (or already gone).
-    removed: usize,
-    /// A removal must be tried again at this time (ms): the next check does it.
-    retry_at: Option<i64>,
-    /// That retry follows a transient failure (counted against `--max-attempts`).
-    failure: bool,
-    /// That retry follows a 429.
-    throttled: bool,
-    /// Removals refused for good: "id: reason".
-    refused: Vec<String>,
-}
-
-impl Removal {
-    fn note(&self) -> Option<String> {
-        let mut parts: Vec<String> = settle::removed_note(self.removed).into_iter().collect();
-        if !self.refused.is_empty() {
-            parts.push(format!(
-                "could not remove {} duplicate(s): {}",
-                self.refused.len(),
-                self.refused.join("; ")
-            ));
-        }
-        (!parts.is_empty()).then(|| parts.join("; "))
-    }
-}
-
-/// Deletes the meetings `ids` (duplicates of the row's meeting), without
-/// emails, each a request of its own (its own limiter turn), each logged.
-async fn remove(
-    s: &Shared,
-    row: &Claimed,
-    host: &str,
-    ids: Vec<String>,
-    log: &mut Vec<Attempt>,
-) -> Removal {
-    let mut removal = Removal::default();
-    for id in ids {
-        s.pacing.limiter.until_ready().await;
-        let Some((token, generation)) = s.tokens.fresh().await else {
-            removal.retry_at = Some(now_ms());
-            break;
-        };
-        s.pacing.pause.wait().await;
-        let tracking = new_tracking_id();
-        let started = now_ms();
-        match s.client.delete_meeting(&token, &id, host, &tracking).await {
-            Ok(answer) => {
-                s.pacing.accepted();
-                tracing::warn!(
-                    line = row.line,
-                    "removed a duplicate meeting ({id}) that an earlier attempt created"
-                );
-                log.push(Attempt {
-                    action: "delete",
-                    started_at: started,
-                    finished_at: now_ms(),
-                    http_status: Some(answer.status),
-                    outcome: "removed_duplicate",
-                    error: Some(format!("duplicate meeting {id}")),
-                    tracking_id: answer.tracking_id.or(Some(tracking)),
-                });
-                removal.removed += 1;
-            }
-            Err(e) => {
-                let outcome = on_error(s, row, generation, &e, None).await;
-                log.push(attempt_for_error(
-                    "delete", started, &e, &tracking, &outcome,
-                ));
-                match outcome {
-                    Outcome::Retry {
-                        next_at,
-                        counts_as_failure,
-                        throttled,
-                        ..
-                    } => {
-                        removal.retry_at = Some(next_at);
-                        removal.failure = counts_as_failure;
-                        removal.throttled = throttled;
-                        break;
-                    }
-                    _ => removal.refused.push(format!("{id}: {e}")),
-                }
-            }
-        }
-    }
-    removal
-}
-
-/// What a lookup by tag found, and when it was sent.
-struct Found {
-    meetings: Vec<crate::webex::Meeting>,
-    /// When the lookup was sent (ms): what it can prove depends on it.
-    sent_at: i64,
-    status: Option<u16>,
-    tracking_id: Option<String>,
-}
-
-/// `GET /meetings?integrationTag=..&hostEmail=..` in a window around the meeting.
-async fn lookup(
-    s: &Shared,
-    row: &Claimed,
-    req: &MeetingRequest,
-    log: &mut Vec<Attempt>,
-) -> Step<Found> {
-    let tag = req.integration_tags.first().cloned().unwrap_or_default();
-    let Some((token, generation)) = s.tokens.fresh().await else {
-        return Step::Outcome(
-            auth_outcome(s, row, 0, Some(401), "no access token".into(), None).await,
-        );
-    };
-    let Some((from, to)) = req.lookup_window() else {
-        return Step::Outcome(Outcome::Failed {
-            status: None,
-            error: "the queued request has no readable start/end".into(),
-            tracking_id: None,
-            reconcile: true,
-            uncertain_at: None,
-        });
-    };
-    s.pacing.pause.wait().await;
-    let tracking = new_tracking_id();
-    let started = now_ms();
-    let result = s
-        .client
-        .find_meetings_by_tag(&token, &tag, &req.host_email, &from, &to, &tracking)
-        .await;
-    match result {
-        Ok(answer) => {
-            s.pacing.accepted();
-            let tracking_id = answer.tracking_id.or(Some(tracking));
-            log.push(Attempt {
-                action: if row.check { "check" } else { "lookup" },
-                started_at: started,
-                finished_at: now_ms(),
-                http_status: Some(answer.status),
-                outcome: match answer.value.len() {
-                    0 => "not_found",
-                    1 => "found",
-                    _ => "found_several",
-                },
-                error: None,
-                tracking_id: tracking_id.clone(),
-            });
-            Step::Done(Found {
-                meetings: answer.value,
-                sent_at: started,
-                status: Some(answer.status),
-                tracking_id,
-            })
-        }
-        Err(e) => {
-            // Whatever happened, the create may still have happened: keep looking first.
-            let outcome = on_error(s, row, generation, &e, None).await;
-            log.push(attempt_for_error(
-                "lookup", started, &e, &tracking, &outcome,
-            ));
-            Step::Outcome(outcome)
-        }
-    }
-}
-
-pub(crate) fn attempt_for_error(
+fn attempt_for_error(
     action: &'static str,
     started: i64,
     e: &ApiError,
@@ -774,13 +342,7 @@ pub(crate) fn attempt_for_error(
         started_at: started,
         finished_at: now_ms(),
         http_status: e.status(),
-        outcome: match outcome {
-            Outcome::Failed { .. } => "failed",
-            Outcome::Retry {
-                throttled: true, ..
-            } => "rate_limited",
-            _ => "retry",
-        },
+        outcome: log_label(outcome),
         error: Some(e.to_string()),
         tracking_id: e
             .tracking_id()
@@ -792,7 +354,7 @@ pub(crate) fn attempt_for_error(
 /// Decides what an API error means for the row. `uncertain_at`: the request
 /// may have been carried out; it was sent then (ms). Look before sending it
 /// again, and trust a "not found" only after the settle window.
-pub(crate) async fn on_error(
+async fn on_error(
     s: &Shared,
     row: &Claimed,
     generation: u64,
@@ -907,7 +469,7 @@ pub(crate) async fn on_error(
 
 /// A 401: one shared refresh, then the row goes again; or, when the refresh
 /// is refused, the run stops for a person to fix the credentials.
-pub(crate) async fn auth_outcome(
+async fn auth_outcome(
     s: &Shared,
     row: &Claimed,
     generation: u64,
@@ -947,7 +509,188 @@ pub(crate) async fn auth_outcome(
     }
 }
 
-/// Final counts (for the summary).
-pub async fn counts(shared: &Shared) -> Result<Counts, StoreError> {
-    shared.writer.counts(shared.run_id).await
+/// One row's way to Webex: every request a kind sends for a row goes
+/// through here, and gets the shared machinery in one place: its turn at the
+/// one limiter (the dispatcher paid for the first), the one 429 pause, a
+/// fresh token (and the one refresh on a 401), the classification of its
+/// error into the row's outcome, and a line in the row's attempt log.
+pub struct Api<'a> {
+    /// The run's shared state.
+    s: &'a Shared,
+    /// The row the requests are for.
+    row: &'a Claimed,
+    /// The attempts made, recorded with the row's outcome.
+    log: Vec<Attempt>,
+    /// The next request is the row's first: the dispatcher took its turn.
+    first: bool,
 }
+
+/// A request that did not succeed: the error, and what it means for the row.
+pub struct Failed {
+    pub error: ApiError,
+    /// Retry (when), refresh, pause, or fail; a kind may overrule it with
+    /// [`Api::overrule`].
+    pub outcome: Outcome,
+}
+
+impl<'a> Api<'a> {
+    fn new(s: &'a Shared, row: &'a Claimed) -> Api<'a> {
+        Api {
+            s,
+            row,
+            log: Vec::new(),
+            first: true,
+        }
+    }
+
+    /// The API client (for the `send` closures).
+    pub fn client(&self) -> &'a Client {
+        &self.s.client
+    }
+
+    /// The run's id (for messages that tell the user what to run).
+    pub fn run_id(&self) -> i64 {
+        self.s.run_id
+    }
+
+    /// How long after an uncertain create a "not found" is trusted.
+    pub fn settle(&self) -> Duration {
+        self.s.settings.settle
+    }
+
+    /// Transient failures a row may have.
+    pub fn max_attempts(&self) -> u32 {
+        self.s.settings.max_attempts
+    }
+
+    /// Sends one request for the row: `send` gets a fresh token and the
+    /// tracking id to send. Logged as `action` (outcome `ok`; see
+    /// [`Api::label`]).
+    pub async fn call<T, F, Fut>(
+        &mut self,
+        action: &'static str,
+        send: F,
+    ) -> Result<Answer<T>, Failed>
+    where
+        F: FnOnce(SecretString, String) -> Fut,
+        Fut: Future<Output = Result<Answer<T>, ApiError>>,
+    {
+        self.send(action, false, send).await
+    }
+
+    /// Like [`Api::call`], for a request whose effect may happen even when
+    /// no answer comes back (a create). Its send time is durable before it
+    /// leaves (a row claimed long before is stamped again first), and an
+    /// error that leaves its outcome unknown makes the row `reconcile`, with
+    /// the time it was sent: see [`crate::settle`].
+    pub async fn create<T, F, Fut>(
+        &mut self,
+        action: &'static str,
+        send: F,
+    ) -> Result<Answer<T>, Failed>
+    where
+        F: FnOnce(SecretString, String) -> Fut,
+        Fut: Future<Output = Result<Answer<T>, ApiError>>,
+    {
+        self.send(action, true, send).await
+    }
+
+    async fn send<T, F, Fut>(
+        &mut self,
+        action: &'static str,
+        creates: bool,
+        send: F,
+    ) -> Result<Answer<T>, Failed>
+    where
+        F: FnOnce(SecretString, String) -> Fut,
+        Fut: Future<Output = Result<Answer<T>, ApiError>>,
+    {
+        let (s, row) = (self.s, self.row);
+        if !std::mem::replace(&mut self.first, false) {
+            s.pacing.limiter.until_ready().await;
+        }
+        let Some((token, generation)) = s.tokens.fresh().await else {
+            let outcome = auth_outcome(s, row, 0, Some(401), "no access token".into(), None).await;
+            return Err(Failed {
+                error: ApiError::Status {
+                    status: 401,
+                    message: "no access token".into(),
+                    tracking_id: None,
+                    retry_after: None,
+                },
+                outcome,
+            });
+        };
+        s.pacing.pause.wait().await;
+        if creates {
+            // A create that leaves long after the claim (a pause, a slow
+            // lookup) is stamped first: after a stop, its settle window
+            // counts from the stamp.
+            let mut stamped = row.claimed_at;
+            while now_ms() - stamped > STAMP_AFTER_MS {
+                stamped = now_ms();
+                if let Err(e) = s.writer.stamp(s.run_id, row.line, stamped).await {
+                    tracing::error!(line = row.line, "cannot record the send time: {e}");
+                    return Err(Failed {
+                        error: ApiError::Connect(format!(
+                            "not sent: cannot record the send time: {e}"
+                        )),
+                        outcome: Outcome::Released,
+                    });
+                }
+            }
+        }
+        let tracking = new_tracking_id();
+        let started = now_ms();
+        match send(token, tracking.clone()).await {
+            Ok(mut answer) => {
+                s.pacing.accepted();
+                // Ours when Webex sends none back: support can find it by it.
+                answer.tracking_id = answer.tracking_id.or(Some(tracking));
+                self.log.push(Attempt {
+                    action,
+                    started_at: started,
+                    finished_at: now_ms(),
+                    http_status: Some(answer.status),
+                    outcome: "ok",
+                    error: None,
+                    tracking_id: answer.tracking_id.clone(),
+                });
+                Ok(answer)
+            }
+            Err(e) => {
+                // The request left once its connection was up: by the
+                // connect timeout at the latest (and by the answer at the latest).
+                let sent_by = (started + CONNECT_TIMEOUT.as_millis() as i64).min(now_ms());
+                let uncertain_at = (creates && e.may_have_happened()).then_some(sent_by);
+                let outcome = on_error(s, row, generation, &e, uncertain_at).await;
+                self.log
+                    .push(attempt_for_error(action, started, &e, &tracking, &outcome));
+                Err(Failed { error: e, outcome })
+            }
+        }
+    }
+
+    /// Names what the last request's answer meant (`found`, `created`...),
+    /// with a detail for the log.
+    pub fn label(&mut self, outcome: &'static str, detail: Option<String>) {
+        if let Some(last) = self.log.last_mut() {
+            last.outcome = outcome;
+            if detail.is_some() {
+                last.error = detail;
+            }
+        }
+    }
+
+    /// Replaces what a failed request means for the row (and its log line).
+    pub fn overrule(&mut self, outcome: Outcome) -> Outcome {
+        if let Some(last) = self.log.last_mut() {
+            last.outcome = log_label(&outcome);
+        }
+        outcome
+    }
+}
+
+/// A create that leaves more than this after its row was claimed stamps the
+/// row first (half of [`SEND_SLACK_MS`]: the rest covers the stamp itself).
+const STAMP_AFTER_MS: i64 = SEND_SLACK_MS / 2;

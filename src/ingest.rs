@@ -1,17 +1,16 @@
 //! Reading a file into the queue: stream, check, store.
 //!
-//! [`scan`] reads a meetings file record by record and checks each row
-//! (the checks themselves are pure, in `meetings`). [`ingest`] does the same
-//! inside one store transaction, so a file is either queued whole (valid rows
-//! `pending`, invalid ones `invalid` with their reasons) or not at all.
+//! [`scan_job`] reads a file record by record and checks each row with its
+//! kind's [`crate::kinds::Checker`] (pure). [`ingest`] does the same inside one store
+//! transaction, so a file is either queued whole (valid rows `pending`,
+//! invalid ones `invalid` with their reasons) or not at all. Names no kind.
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
 use crate::csvin::{CsvFile, Encoding, Problem, ReadError, Severity};
-use crate::kinds::meetings::check::{parse_row, Layout, MeetingRequest, QuotaCounter};
-use crate::kinds::users::check::{self as users, License, UnitCounter, UserChange};
+use crate::kinds::Job;
 use crate::store::{encode_cells, NewRow, NewRun, RunInfo, Store, StoreError};
 
 /// Why a file was not queued.
@@ -66,132 +65,31 @@ pub struct Scan {
     pub sha256: String,
 }
 
-/// What kind of rows a file holds, with what checking them needs.
-#[derive(Clone, Copy, Debug)]
-pub enum Job<'a> {
-    /// Meetings; "in the past" is judged against `now`.
-    Meetings { now: DateTime<Utc> },
-    /// People and licenses; names resolve against the org's `licenses`.
-    Users { licenses: &'a [License] },
-}
-
-impl Job<'_> {
-    /// The kind's name, as runs record it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Job::Meetings { .. } => "meetings",
-            Job::Users { .. } => "users",
-        }
-    }
-}
-
-/// A checked row, ready to be queued.
-#[derive(Clone, Debug)]
-pub enum RowRequest {
-    Meeting(MeetingRequest),
-    User(UserChange),
-}
-
-/// The header of a file, mapped for its kind.
-enum Mapped<'a> {
-    Meetings {
-        layout: Box<Layout>,
-        quota: QuotaCounter,
-        now: DateTime<Utc>,
-    },
-    Users {
-        layout: users::Layout,
-        units: UnitCounter,
-        licenses: &'a [License],
-    },
-}
-
-impl Mapped<'_> {
-    fn width(&self) -> usize {
-        match self {
-            Mapped::Meetings { layout, .. } => layout.width,
-            Mapped::Users { layout, .. } => layout.width,
-        }
-    }
-
-    fn parse(
-        &mut self,
-        fields: &[String],
-        line: u64,
-        warnings: &mut Vec<Problem>,
-    ) -> Result<RowRequest, Vec<Problem>> {
-        match self {
-            Mapped::Meetings { layout, quota, now } => {
-                parse_row(layout, fields, line, *now, warnings).map(|req| {
-                    quota.add(&req.host_email);
-                    RowRequest::Meeting(req)
-                })
-            }
-            Mapped::Users {
-                layout,
-                units,
-                licenses,
-            } => users::parse_row(layout, fields, line, licenses).map(|change| {
-                units.add(&change);
-                RowRequest::User(change)
-            }),
-        }
-    }
-
-    fn finish(&self) -> Vec<Problem> {
-        match self {
-            Mapped::Meetings { quota, .. } => quota.warnings(),
-            Mapped::Users {
-                units, licenses, ..
-            } => units.warnings(licenses),
-        }
-    }
-}
-
-/// Reads and checks every row of a `job` file. `on_row` gets each row's
-/// cells and its request (or its problems); `on_problem` gets every problem
-/// and warning as it is found (so nothing accumulates in memory).
+/// Reads and checks every row of a file of `job`'s kind ("in the past" is
+/// judged against `now`). `on_row` gets each row's cells and what to store
+/// beside them (or its problems: see [`crate::kinds::Checker::check`]); `on_problem` gets
+/// every problem and warning as it is found (so nothing accumulates in memory).
 pub fn scan_job(
     path: &Path,
     encoding: Encoding,
-    job: Job<'_>,
-    mut on_row: impl FnMut(u64, &[String], Result<RowRequest, &[Problem]>) -> Result<(), IngestError>,
+    job: &dyn Job,
+    now: DateTime<Utc>,
+    mut on_row: impl FnMut(
+        u64,
+        &[String],
+        Result<Option<String>, &[Problem]>,
+    ) -> Result<(), IngestError>,
     mut on_problem: impl FnMut(&Problem),
 ) -> Result<Scan, IngestError> {
     let mut file = CsvFile::open(path, encoding)?;
     let header = file.headers().to_vec();
-    let header_error = |problems| IngestError::Header {
-        path: path.to_owned(),
-        problems,
-    };
-    let (mut mapped, ignored, what) = match job {
-        Job::Meetings { now } => {
-            let layout = Layout::from_headers(&header).map_err(header_error)?;
-            let ignored = layout.unknown.clone();
-            (
-                Mapped::Meetings {
-                    layout: Box::new(layout),
-                    quota: QuotaCounter::default(),
-                    now,
-                },
-                ignored,
-                "meeting fields",
-            )
-        }
-        Job::Users { licenses } => {
-            let layout = users::Layout::from_headers(&header, licenses).map_err(header_error)?;
-            let ignored = layout.ignored.clone();
-            (
-                Mapped::Users {
-                    layout,
-                    units: UnitCounter::default(),
-                    licenses,
-                },
-                ignored,
-                "person fields or licenses of this org",
-            )
-        }
-    };
+    let mut checker = job
+        .checker(&header, now)
+        .map_err(|problems| IngestError::Header {
+            path: path.to_owned(),
+            problems,
+        })?;
+    let (ignored, what) = checker.ignored();
     if !ignored.is_empty() {
         on_problem(
             &Problem::line(
@@ -206,15 +104,15 @@ pub fn scan_job(
         header,
         ..Scan::default()
     };
-    let mut fields = Vec::with_capacity(mapped.width());
+    let mut fields = Vec::with_capacity(checker.width());
     let mut warnings = Vec::new();
     while let Some(line) = file.next_record(&mut fields)? {
         scan.rows += 1;
         warnings.clear();
-        match mapped.parse(&fields, line, &mut warnings) {
-            Ok(req) => {
+        match checker.check(&fields, line, &mut warnings) {
+            Ok(stored) => {
                 scan.valid += 1;
-                on_row(line, &fields, Ok(req))?;
+                on_row(line, &fields, Ok(stored))?;
             }
             Err(problems) => {
                 scan.invalid += 1;
@@ -225,97 +123,12 @@ pub fn scan_job(
         scan.warnings += warnings.len() as u64;
         warnings.iter().for_each(&mut on_problem);
     }
-    for w in mapped.finish() {
+    for w in checker.finish() {
         scan.warnings += 1;
         on_problem(&w);
     }
     scan.sha256 = file.sha256_hex();
     Ok(scan)
-}
-
-/// [`scan_job`] for a meetings file.
-pub fn scan(
-    path: &Path,
-    encoding: Encoding,
-    now: DateTime<Utc>,
-    mut on_row: impl FnMut(
-        u64,
-        &[String],
-        Result<MeetingRequest, &[Problem]>,
-    ) -> Result<(), IngestError>,
-    on_problem: impl FnMut(&Problem),
-) -> Result<Scan, IngestError> {
-    scan_job(
-        path,
-        encoding,
-        Job::Meetings { now },
-        |line, fields, result| match result {
-            Ok(RowRequest::Meeting(req)) => on_row(line, fields, Ok(req)),
-            Ok(RowRequest::User(_)) => unreachable!("a meetings scan yields meetings"),
-            Err(problems) => on_row(line, fields, Err(problems)),
-        },
-        on_problem,
-    )
-}
-
-/// The integration tag that identifies a row of a run, in Webex.
-pub fn integration_tag(run_uid: &str, line: u64) -> String {
-    format!("webex-bulk:{run_uid}:{line}")
-}
-
-/// How a queued meetings row becomes its request when it is sent: the same
-/// pure check as at ingest, on the cells the store kept, with the row's
-/// integration tag. The queue stores the cells (the intent) once rather than
-/// the cells and a request made from them.
-#[derive(Clone, Debug)]
-pub struct MeetingRows {
-    layout: Layout,
-    uid: String,
-}
-
-impl MeetingRows {
-    /// For a run with this `header` and `uid`.
-    pub fn new(header: &[String], uid: &str) -> Result<MeetingRows, String> {
-        let layout = Layout::from_headers(header).map_err(|problems| {
-            let all: Vec<_> = problems.iter().map(|p| p.message.as_str()).collect();
-            format!("the run's header row is unusable: {}", all.join("; "))
-        })?;
-        Ok(MeetingRows {
-            layout,
-            uid: uid.to_owned(),
-        })
-    }
-
-    /// The request of a queued row: the body stored at ingest (runs queued
-    /// by earlier versions kept one), else rebuilt from its `cells`.
-    pub fn queued(
-        &self,
-        line: i64,
-        stored: Option<&str>,
-        cells: &[String],
-    ) -> Result<MeetingRequest, String> {
-        match stored {
-            Some(body) => serde_json::from_str(body)
-                .map_err(|e| format!("the queued request is unreadable: {e}")),
-            None => self.request(line, cells),
-        }
-    }
-
-    /// The request of the row at `line` with these `cells`.
-    pub fn request(&self, line: i64, cells: &[String]) -> Result<MeetingRequest, String> {
-        // "In the past" was judged when the row was queued; from then on the
-        // row is sent as queued and Webex has the last word.
-        let queued = DateTime::<Utc>::MIN_UTC;
-        let mut req = parse_row(&self.layout, cells, line as u64, queued, &mut Vec::new())
-            .map_err(|problems| {
-                format!(
-                    "the queued row no longer reads as a meeting: {}",
-                    problems_text(&problems)
-                )
-            })?;
-        req.integration_tags = vec![integration_tag(&self.uid, line as u64)];
-        Ok(req)
-    }
 }
 
 /// How to queue a file.
@@ -329,8 +142,12 @@ pub struct IngestOptions<'a> {
     pub new_run: bool,
     /// The run's options, recorded with it.
     pub options: &'a serde_json::Value,
-    /// What the rows are (and what checking them needs).
-    pub job: Job<'a>,
+    /// The kind's name, as the run records it.
+    pub kind: &'a str,
+    /// The kind, prepared for this run.
+    pub job: &'a dyn Job,
+    /// "In the past" is judged against it.
+    pub now: DateTime<Utc>,
 }
 
 /// The short reason an invalid row is stored with.
@@ -372,7 +189,7 @@ pub fn ingest(
 ) -> Result<(i64, Scan), IngestError> {
     let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let source = source.to_string_lossy().into_owned();
-    let kind = opts.job.kind();
+    let kind = opts.kind;
     let mut ingest = store.begin_ingest(&NewRun {
         kind,
         source_path: &source,
@@ -441,6 +258,7 @@ fn read_rows(
         path,
         opts.encoding,
         opts.job,
+        opts.now,
         |line, fields, result| {
             count += 1;
             if let Some(max) = opts.max_rows.filter(|max| count > *max) {
@@ -450,13 +268,7 @@ fn read_rows(
                 });
             }
             let (request, error) = match result {
-                // A meeting's request is rebuilt from its cells when it is sent.
-                Ok(RowRequest::Meeting(_)) => (None, None),
-                // A change holds license ids resolved now, against the org.
-                Ok(RowRequest::User(change)) => (
-                    Some(serde_json::to_string(&change).expect("a change serializes")),
-                    None,
-                ),
+                Ok(stored) => (stored, None),
                 Err(found) => (None, Some(problems_text(found))),
             };
             batch.problems.append(&mut problems.borrow_mut());
@@ -483,92 +295,6 @@ fn read_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn strings(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn a_rebuilt_request_is_the_one_checked_at_ingest_with_its_tag() {
-        let header = strings(&[
-            "Title",
-            "Start",
-            "Duration",
-            "Host Email",
-            "Timezone",
-            "Invitees",
-        ]);
-        let cells = strings(&[
-            "Weekly sync",
-            "2027-03-28 02:30",
-            "30",
-            "jane@acme.example.com",
-            "Europe/Berlin",
-            "Ann <ann@acme.example.com>; bob@acme.example.com",
-        ]);
-        let now = DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let layout = Layout::from_headers(&header).unwrap();
-        // 02:30 on that day does not exist in Berlin: refused at ingest and on rebuild alike.
-        assert!(parse_row(&layout, &cells, 9, now, &mut Vec::new()).is_err());
-        let rows = MeetingRows::new(&header, "abc123").unwrap();
-        let err = rows.request(9, &cells).unwrap_err();
-        assert!(err.contains("start"), "{err}");
-
-        let mut cells = cells;
-        cells[1] = "2027-03-29 09:30".into();
-        let mut checked = parse_row(&layout, &cells, 9, now, &mut Vec::new()).unwrap();
-        checked.integration_tags = vec!["webex-bulk:abc123:9".into()];
-        assert_eq!(rows.request(9, &cells).unwrap(), checked);
-        assert_eq!(checked.start, "2027-03-29T09:30:00+02:00");
-    }
-
-    #[test]
-    fn a_queued_meeting_is_rebuilt_even_after_its_start_has_passed() {
-        // "In the past" is judged once, at ingest; a resume days later sends
-        // the row as queued and lets Webex answer.
-        let header = strings(&["title", "start", "end", "hostEmail"]);
-        let cells = strings(&[
-            "Old",
-            "2020-01-01T09:00:00Z",
-            "2020-01-01T10:00:00Z",
-            "a@b.example.com",
-        ]);
-        let req = MeetingRows::new(&header, "u")
-            .unwrap()
-            .request(2, &cells)
-            .unwrap();
-        assert_eq!(req.integration_tags, vec!["webex-bulk:u:2".to_string()]);
-    }
-
-    #[test]
-    fn a_body_stored_by_an_earlier_version_is_sent_as_stored() {
-        let header = strings(&["title", "start", "end", "hostEmail"]);
-        let cells = strings(&[
-            "Now",
-            "2027-01-01T09:00:00Z",
-            "2027-01-01T10:00:00Z",
-            "a@b.example.com",
-        ]);
-        let rows = MeetingRows::new(&header, "u").unwrap();
-        let rebuilt = rows.queued(2, None, &cells).unwrap();
-        assert_eq!(rebuilt, rows.request(2, &cells).unwrap());
-        // An earlier version stored the body (with its own tag): it wins.
-        let mut old = rebuilt.clone();
-        old.title = "As queued".into();
-        old.integration_tags = vec!["webex-bulk:old:2".into()];
-        let body = serde_json::to_string(&old).unwrap();
-        assert_eq!(rows.queued(2, Some(&body), &cells).unwrap(), old);
-        let err = rows.queued(2, Some("{not json"), &cells).unwrap_err();
-        assert!(err.contains("unreadable"), "{err}");
-    }
-
-    #[test]
-    fn a_header_without_meeting_columns_cannot_be_rebuilt() {
-        let err = MeetingRows::new(&strings(&["email"]), "u").unwrap_err();
-        assert!(err.contains("title"), "{err}");
-    }
 
     /// A meetings file of `n` rows where every 7th row has no title, and
     /// `tail` appended as it is (raw bytes).
@@ -601,11 +327,11 @@ mod tests {
             max_rows,
             new_run: false,
             options: &options,
-            job: Job::Meetings {
-                now: DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
-                    .unwrap()
-                    .with_timezone(&Utc),
-            },
+            kind: "meetings",
+            job: &crate::kinds::meetings::MeetingsJob,
+            now: DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
         };
         let mut lines = Vec::new();
         let result = ingest(&mut store, path, &opts, |p| lines.push(p.line));

@@ -1,68 +1,33 @@
-//! The per-row report: the file's own columns, then what happened.
+//! The per-row report: the file's own columns, then what happened (the
+//! shared columns, the kind's, and the note). Names no kind.
 
 use std::collections::HashSet;
 use std::io::Write;
 
 use crate::csvin::normalize_header;
+use crate::kinds::Kind;
 use crate::store::{ReportRow, RunInfo, Store, StoreError};
 
-/// The columns the report adds after the file's own, for a meetings run.
-pub const RESULT_COLUMNS: [&str; 10] = [
+/// The columns the report adds after the file's own, before the kind's
+/// ([`Kind::result_columns`]); `note` comes last.
+pub const SHARED_COLUMNS: [&str; 6] = [
     "line",
     "status",
     "attempts",
     "http_status",
     "error",
     "tracking_id",
-    "meeting_id",
-    "meeting_number",
-    "web_link",
-    "note",
 ];
 
-/// The same for a users run.
-pub const USER_RESULT_COLUMNS: [&str; 11] = [
-    "line",
-    "status",
-    "attempts",
-    "http_status",
-    "error",
-    "tracking_id",
-    "person_id",
-    "action",
-    "licenses_before",
-    "licenses_after",
-    "note",
-];
-
-/// The result columns of a run of `kind`.
-pub fn result_columns(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "users" => &USER_RESULT_COLUMNS,
-        _ => &RESULT_COLUMNS,
-    }
+/// Every column the report adds after the file's own, for a run of `kind`.
+pub fn result_columns(kind: &dyn Kind) -> Vec<&'static str> {
+    let mut columns = SHARED_COLUMNS.to_vec();
+    columns.extend(kind.result_columns());
+    columns.push("note");
+    columns
 }
 
-/// A users row's licenses before and after, each as `A; B`.
-fn licenses(extra: Option<&str>) -> (String, String) {
-    let v: serde_json::Value = extra
-        .and_then(|e| serde_json::from_str(e).ok())
-        .unwrap_or_default();
-    let list = |key: &str| {
-        v[key]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or_default()
-    };
-    (list("before"), list("after"))
-}
-
-fn result_cells(kind: &str, row: &ReportRow) -> Vec<String> {
+fn result_cells(kind: &dyn Kind, row: &ReportRow) -> Vec<String> {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let mut cells = vec![
         row.line.to_string(),
@@ -71,15 +36,8 @@ fn result_cells(kind: &str, row: &ReportRow) -> Vec<String> {
         row.http_status.map(|s| s.to_string()).unwrap_or_default(),
         text(&row.error),
         text(&row.tracking_id),
-        text(&row.result_id),
-        text(&row.result_number),
     ];
-    if kind == "users" {
-        let (before, after) = licenses(row.result_extra.as_deref());
-        cells.extend([before, after]);
-    } else {
-        cells.push(text(&row.result_link));
-    }
+    cells.extend(kind.result_cells(row));
     cells.push(text(&row.note));
     cells
 }
@@ -93,21 +51,23 @@ pub fn own_columns(header: &[String], ours: &[&str]) -> Vec<usize> {
         .collect()
 }
 
-/// Writes the report of `run` as CSV. With `failed_only`, only failed and
-/// invalid rows: correct them in a spreadsheet and run the file again (the
-/// result columns are ignored on input). Returns how many rows were written.
+/// Writes the report of `run` (of `kind`) as CSV. With `failed_only`, only
+/// failed and invalid rows: correct them in a spreadsheet and run the file
+/// again (the result columns are ignored on input). Returns how many rows
+/// were written.
 pub fn write_report(
     store: &Store,
     run: &RunInfo,
+    kind: &dyn Kind,
     failed_only: bool,
     out: impl Write,
 ) -> Result<u64, StoreError> {
-    let columns = result_columns(&run.kind);
-    let keep = own_columns(&run.header, columns);
+    let columns = result_columns(kind);
+    let keep = own_columns(&run.header, &columns);
     let mut w = csv::Writer::from_writer(out);
     let io = |e: csv::Error| StoreError::Corrupt(format!("cannot write the report: {e}"));
     let mut head: Vec<&str> = keep.iter().map(|i| run.header[*i].as_str()).collect();
-    head.extend(columns);
+    head.extend(&columns);
     w.write_record(&head).map_err(io)?;
     let mut n = 0;
     store.for_each_row(run.id, failed_only, |row| {
@@ -115,7 +75,7 @@ pub fn write_report(
             .iter()
             .map(|i| row.original.get(*i).cloned().unwrap_or_default())
             .collect();
-        rec.extend(result_cells(&run.kind, &row));
+        rec.extend(result_cells(kind, &row));
         n += 1;
         w.write_record(&rec).map_err(std::io::Error::other)
     })?;

@@ -386,6 +386,18 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// A final check that found nothing to do.
+    pub fn checked() -> Outcome {
+        Outcome::Checked {
+            note: None,
+            next_check: None,
+            failure: false,
+            throttled: false,
+        }
+    }
+}
+
 /// One line of the attempts log.
 #[derive(Clone, Debug)]
 pub struct Attempt {

@@ -1,5 +1,217 @@
 //! The job kinds: what a row of each kind of file means and how it is
-//! carried out. Each kind is one module.
+//! carried out. Each kind is one module implementing [`Kind`]; [`KINDS`]
+//! lists them. Nothing outside this folder names a kind: the command line,
+//! `auth status`, the ingest, the engine and the report ask the registry.
+//!
+//! A kind reaches the shared machinery only through narrow handles: [`Org`]
+//! (once per run, before any row) and [`crate::engine::Api`] (one row's
+//! paced, authenticated, logged requests). See ARCHITECTURE.md, "How to add
+//! a kind".
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use crate::auth::{AuthError, TokenManager};
+use crate::csvin::Problem;
+use crate::engine::Api;
+use crate::store::{Claimed, Outcome, ReportRow};
+use crate::webex::{Answer, ApiError, Client};
 
 pub mod meetings;
 pub mod users;
+
+/// Every kind this build knows, in the order `--help` lists them.
+pub static KINDS: &[&dyn Kind] = &[&meetings::Meetings, &users::Users];
+
+/// The kind called `name` (as the command line takes it and runs record it).
+pub fn find(name: &str) -> Result<&'static dyn Kind, UnknownKind> {
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| UnknownKind(name.to_owned()))
+}
+
+/// A kind name this build does not know (a database written by a newer
+/// version, say). Never taken for another kind.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a job kind this version of webex-bulk knows (it knows {known})\n    fix: use the webex-bulk version that queued the run (or a newer one)", known = names().join(", "))]
+pub struct UnknownKind(pub String);
+
+/// The kinds' names.
+pub fn names() -> Vec<&'static str> {
+    KINDS.iter().map(|k| k.name()).collect()
+}
+
+/// A boxed future, as trait objects return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One job kind: a registry entry. Stateless; what a run learns from the
+/// org lives in the [`Job`] that [`Kind::prepare`] returns.
+pub trait Kind: Sync {
+    /// As the command line takes it and runs record it (`meetings`).
+    fn name(&self) -> &'static str;
+    /// One line for `--help`.
+    fn about(&self) -> &'static str;
+    /// The OAuth scopes its requests need: `auth status` warns when the
+    /// stored token lacks one.
+    fn scopes(&self) -> &'static [&'static str];
+    /// Whether [`Kind::prepare`] asks the org (then `validate` needs
+    /// credentials too).
+    fn needs_org(&self) -> bool {
+        false
+    }
+    /// Once per run (and per `validate`), before any row: what checking and
+    /// carrying out rows needs from the org (users: its license list).
+    /// `org` is `None` only for a kind that does not need it.
+    fn prepare<'a>(
+        &'a self,
+        org: Option<&'a Org>,
+    ) -> BoxFuture<'a, Result<Box<dyn Job>, PrepareError>>;
+    /// The report's columns of this kind, between the shared ones
+    /// (`line` .. `tracking_id`) and `note`.
+    fn result_columns(&self) -> &'static [&'static str];
+    /// A row's cells for [`Kind::result_columns`].
+    fn result_cells(&self, row: &ReportRow) -> Vec<String>;
+}
+
+/// A kind made ready for one run.
+pub trait Job: Send + Sync {
+    /// Maps a file's header onto the kind's fields, for checking its rows
+    /// ("in the past" is judged against `now`).
+    fn checker(
+        &self,
+        header: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Box<dyn Checker + '_>, Vec<Problem>>;
+    /// Carries out the rows of a queued run with this `header` and `uid`.
+    fn runner(&self, header: &[String], uid: &str) -> Result<Arc<dyn Runner>, String>;
+}
+
+/// The pure row check of one file (a header mapped onto a kind's fields).
+pub trait Checker {
+    /// How many columns the header has.
+    fn width(&self) -> usize;
+    /// Columns that are none of the kind's fields (warned about once), and
+    /// what they are not ("meeting fields").
+    fn ignored(&self) -> (&[String], &'static str);
+    /// Checks one row. `Ok(Some(intent))`: what to store beside the cells,
+    /// for a kind whose intent depends on more than the cells (users: license
+    /// ids resolved against the org now); `Ok(None)`: the intent is the cells
+    /// (the request is rebuilt from them when sent). `Err`: every problem.
+    /// Warnings go to `warnings`.
+    fn check(
+        &mut self,
+        fields: &[String],
+        line: u64,
+        warnings: &mut Vec<Problem>,
+    ) -> Result<Option<String>, Vec<Problem>>;
+    /// Warnings about the whole file, once every row is read (quotas, units).
+    fn finish(&self) -> Vec<Problem>;
+}
+
+/// What looking for an earlier attempt's work came to.
+pub enum Reconciled {
+    /// Nothing of it exists, and nothing more can land: carry the row out.
+    Absent,
+    /// The row's outcome (found and adopted, look again later, failed...).
+    Settled(Outcome),
+}
+
+/// How the rows of one run are carried out, a row at a time, each through
+/// its own [`Api`] handle (its requests paced, authenticated and logged).
+pub trait Runner: Send + Sync {
+    /// `row.reconcile` is set: an earlier attempt's create may have been
+    /// carried out. Find what it made before anything is sent again ("not
+    /// found" proves nothing until the server has had time to finish it:
+    /// see [`crate::settle`]). The default finds nothing to look for: right
+    /// for a kind whose every attempt starts with a lookup (users).
+    fn reconcile<'a>(
+        &'a self,
+        _row: &'a Claimed,
+        _api: &'a mut Api<'_>,
+    ) -> BoxFuture<'a, Reconciled> {
+        Box::pin(async { Reconciled::Absent })
+    }
+    /// Carries out one row.
+    fn execute<'a>(&'a self, row: &'a Claimed, api: &'a mut Api<'_>) -> BoxFuture<'a, Outcome>;
+    /// The final check of a succeeded row (`row.check`): an attempt before
+    /// the one that succeeded may have made a second object. The default has
+    /// nothing to check.
+    fn check<'a>(&'a self, _row: &'a Claimed, _api: &'a mut Api<'_>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async { Outcome::checked() })
+    }
+}
+
+/// Why a kind could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The credentials do not work.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The org did not answer what the kind needs.
+    #[error("{0}")]
+    Org(String),
+}
+
+/// The org, as a kind sees it while preparing a run: one request at a time,
+/// with the run's one token (and its one refresh on a 401).
+pub struct Org {
+    client: Client,
+    tokens: Arc<TokenManager>,
+}
+
+impl Org {
+    pub fn new(client: Client, tokens: Arc<TokenManager>) -> Org {
+        Org { client, tokens }
+    }
+
+    /// Sends one request (`what` names it in errors); a 401 gets the one
+    /// refresh and one more try.
+    pub async fn get<T, F, Fut>(&self, what: &str, send: F) -> Result<T, PrepareError>
+    where
+        F: Fn(Client, SecretString) -> Fut,
+        Fut: Future<Output = Result<Answer<T>, ApiError>>,
+    {
+        let (token, generation) = self.tokens.ensure().await?;
+        let answer = match send(self.client.clone(), token).await {
+            Err(e) if e.is_unauthorized() => {
+                self.tokens.refresh_after(generation).await?;
+                let (token, _) = self.tokens.current().ok_or(AuthError::Missing)?;
+                send(self.client.clone(), token).await
+            }
+            other => other,
+        };
+        answer
+            .map(|a| a.value)
+            .map_err(|e| PrepareError::Org(format!("cannot {what}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_found_by_its_name_and_an_unknown_one_is_refused() {
+        for kind in KINDS {
+            assert_eq!(find(kind.name()).unwrap().name(), kind.name());
+            assert!(!kind.scopes().is_empty(), "{}", kind.name());
+        }
+        let mut names = names();
+        names.dedup();
+        assert_eq!(names.len(), KINDS.len(), "names are unique");
+        let Err(err) = find("user-settings-v9") else {
+            panic!("an unknown kind was found")
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("user-settings-v9") && err.contains("meetings, users"),
+            "{err}"
+        );
+    }
+}

@@ -22,8 +22,8 @@ use backon::{ExponentialBuilder, Retryable};
 use secrecy::SecretString;
 use tokio::task::JoinSet;
 
+use super::MeetingRows;
 use crate::auth::TokenManager;
-use crate::ingest::MeetingRows;
 use crate::rate::Pacing;
 use crate::retry::{parse_retry_after, BACKOFF_BASE, BACKOFF_CAP};
 use crate::settle::{self, Decision};

@@ -5,15 +5,15 @@
 //! and never made twice.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 
-use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 
-use crate::engine::{attempt_for_error, auth_outcome, on_error, Shared};
-use crate::kinds::users::check::UserChange;
-use crate::store::{now_ms, Attempt, Claimed, Created, Outcome};
-use crate::webex::{new_tracking_id, Answer, ApiError, Person};
+use crate::engine::Api;
+use crate::kinds::{BoxFuture, Runner};
+use crate::store::{now_ms, Claimed, Created, Outcome};
+use crate::webex::Person;
+
+use super::check::UserChange;
 
 /// The fields `PUT /people/{id}` takes (UpdateAPersonRequest): a full
 /// replace, so every one of them the person has is sent back.
@@ -39,106 +39,81 @@ const PUT_FIELDS: [&str; 19] = [
     "loginEnabled",
 ];
 
-/// One row's requests, each paced and logged.
-struct Calls<'a> {
-    s: &'a Shared,
-    row: &'a Claimed,
-    log: &'a mut Vec<Attempt>,
-    /// The dispatcher paid the limiter for the first request.
-    first: bool,
+/// Carries out the rows of one users run.
+pub struct UserRunner {
+    /// License id → the label reports show.
+    pub license_names: HashMap<String, String>,
 }
 
-impl Calls<'_> {
-    /// Sends one request: its turn at the limiter, the pause, a fresh token.
-    /// An error comes back as the row's outcome (retry, refresh, fail).
-    async fn call<T, F, Fut>(&mut self, action: &'static str, send: F) -> Result<Answer<T>, Outcome>
-    where
-        F: FnOnce(SecretString, String) -> Fut,
-        Fut: Future<Output = Result<Answer<T>, ApiError>>,
-    {
-        let s = self.s;
-        if !std::mem::replace(&mut self.first, false) {
-            s.pacing.limiter.until_ready().await;
-        }
-        let Some((token, generation)) = s.tokens.fresh().await else {
-            return Err(
-                auth_outcome(s, self.row, 0, Some(401), "no access token".into(), None).await,
-            );
+impl Runner for UserRunner {
+    // Every attempt starts with a lookup by email: an uncertain create needs
+    // no separate reconciliation, and no final check (the defaults).
+    fn execute<'a>(&'a self, row: &'a Claimed, api: &'a mut Api<'_>) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.person(row, api))
+    }
+}
+
+impl UserRunner {
+    /// Carries out one user row.
+    async fn person(&self, row: &Claimed, api: &mut Api<'_>) -> Outcome {
+        let Some(body) = &row.request else {
+            return failed(None, "the queued row has no change to make".into());
         };
-        s.pacing.pause.wait().await;
-        let tracking = new_tracking_id();
-        let started = now_ms();
-        match send(token, tracking.clone()).await {
-            Ok(answer) => {
-                s.pacing.accepted();
-                self.log.push(Attempt {
-                    action,
-                    started_at: started,
-                    finished_at: now_ms(),
-                    http_status: Some(answer.status),
-                    outcome: "ok",
-                    error: None,
-                    tracking_id: answer.tracking_id.clone().or(Some(tracking)),
-                });
-                Ok(answer)
-            }
-            Err(e) => {
-                // Every attempt starts with a lookup by email: an uncertain
-                // create needs no separate reconciliation.
-                let mut outcome = on_error(s, self.row, generation, &e, None).await;
-                if e.status() == Some(409) && action == "create" {
-                    // Someone (an earlier attempt whose answer was lost) created
-                    // the person: go again, and the lookup finds them.
-                    outcome = Outcome::Retry {
-                        next_at: now_ms(),
-                        status: Some(409),
-                        error: e.to_string(),
-                        tracking_id: e.tracking_id().map(str::to_owned),
-                        reconcile: false,
-                        uncertain_at: None,
-                        counts_as_failure: true,
-                        throttled: false,
-                    };
-                }
-                self.log
-                    .push(attempt_for_error(action, started, &e, &tracking, &outcome));
-                Err(outcome)
-            }
+        let change: UserChange = match serde_json::from_str(body) {
+            Ok(c) => c,
+            Err(e) => return failed(None, format!("the queued change is unreadable: {e}")),
+        };
+        let client = api.client();
+        let email = change.email.clone();
+        let found = match api
+            .call("lookup", |token, tid| async move {
+                client.find_person(&token, &email, &tid).await
+            })
+            .await
+        {
+            Ok(a) => a.value,
+            Err(f) => return f.outcome,
+        };
+        match found {
+            None => create(self, api, &change).await,
+            Some(person) => update(self, api, &change, person).await,
+        }
+    }
+
+    fn labels(&self, ids: &[String]) -> Vec<String> {
+        ids.iter()
+            .map(|id| {
+                self.license_names
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| id.clone())
+            })
+            .collect()
+    }
+
+    fn done(
+        &self,
+        person: &str,
+        action: &str,
+        before: &[String],
+        after: &[String],
+        status: u16,
+    ) -> Outcome {
+        let extra = json!({ "before": self.labels(before), "after": self.labels(after) });
+        Outcome::Succeeded {
+            created: Created {
+                id: person.to_owned(),
+                number: Some(action.to_owned()),
+                link: None,
+                extra: Some(extra.to_string()),
+            },
+            status: Some(status),
+            tracking_id: None,
+            note: None,
+            check_at: None,
         }
     }
 }
-
-/// Carries out one user row.
-pub(crate) async fn person(s: &Shared, row: &Claimed, log: &mut Vec<Attempt>) -> Outcome {
-    let Some(body) = &row.request else {
-        return failed(None, "the queued row has no change to make".into());
-    };
-    let change: UserChange = match serde_json::from_str(body) {
-        Ok(c) => c,
-        Err(e) => return failed(None, format!("the queued change is unreadable: {e}")),
-    };
-    let mut calls = Calls {
-        s,
-        row,
-        log,
-        first: true,
-    };
-    let email = change.email.clone();
-    let found = match calls
-        .call("lookup", |token, tid| async move {
-            s.client.find_person(&token, &email, &tid).await
-        })
-        .await
-    {
-        Ok(a) => a.value,
-        Err(o) => return o,
-    };
-    match found {
-        None => create(&mut calls, &change).await,
-        Some(person) => update(&mut calls, &change, person).await,
-    }
-}
-
 fn failed(status: Option<u16>, error: String) -> Outcome {
     Outcome::Failed {
         status,
@@ -149,41 +124,8 @@ fn failed(status: Option<u16>, error: String) -> Outcome {
     }
 }
 
-fn labels(s: &Shared, ids: &[String]) -> Vec<String> {
-    ids.iter()
-        .map(|id| {
-            s.job
-                .license_name(id)
-                .map_or_else(|| id.clone(), str::to_owned)
-        })
-        .collect()
-}
-
-fn done(
-    s: &Shared,
-    person: &str,
-    action: &str,
-    before: &[String],
-    after: &[String],
-    status: u16,
-) -> Outcome {
-    let extra = json!({ "before": labels(s, before), "after": labels(s, after) });
-    Outcome::Succeeded {
-        created: Created {
-            id: person.to_owned(),
-            number: Some(action.to_owned()),
-            link: None,
-            extra: Some(extra.to_string()),
-        },
-        status: Some(status),
-        tracking_id: None,
-        note: None,
-        check_at: None,
-    }
-}
-
-async fn create(calls: &mut Calls<'_>, change: &UserChange) -> Outcome {
-    let s = calls.s;
+async fn create(runner: &UserRunner, api: &mut Api<'_>, change: &UserChange) -> Outcome {
+    let client = api.client();
     if !change.has_name() {
         return failed(
             None,
@@ -206,14 +148,28 @@ async fn create(calls: &mut Calls<'_>, change: &UserChange) -> Outcome {
     if !change.add.is_empty() {
         body["licenses"] = json!(change.add.iter().map(|l| &l.id).collect::<Vec<_>>());
     }
-    let answer = match calls
+    let answer = match api
         .call("create", |token, tid| async move {
-            s.client.create_person(&token, &body, &tid).await
+            client.create_person(&token, &body, &tid).await
         })
         .await
     {
         Ok(a) => a,
-        Err(o) => return o,
+        // Someone (an earlier attempt whose answer was lost) created the
+        // person: go again, and the lookup finds them.
+        Err(f) if f.error.status() == Some(409) => {
+            return api.overrule(Outcome::Retry {
+                next_at: now_ms(),
+                status: Some(409),
+                error: f.error.to_string(),
+                tracking_id: f.error.tracking_id().map(str::to_owned),
+                reconcile: false,
+                uncertain_at: None,
+                counts_as_failure: true,
+                throttled: false,
+            })
+        }
+        Err(f) => return f.outcome,
     };
     let person = answer.value;
     let missing: Vec<&str> = change
@@ -236,14 +192,7 @@ async fn create(calls: &mut Calls<'_>, change: &UserChange) -> Outcome {
             uncertain_at: None,
         };
     }
-    done(
-        s,
-        &person.id,
-        "created",
-        &[],
-        &person.licenses,
-        answer.status,
-    )
+    runner.done(&person.id, "created", &[], &person.licenses, answer.status)
 }
 
 /// The fields a row changes on an existing person: (API name, new value).
@@ -287,8 +236,13 @@ pub fn put_body(current: &Map<String, Value>, changes: &[(&str, &str)]) -> Value
     Value::Object(body)
 }
 
-async fn update(calls: &mut Calls<'_>, change: &UserChange, person: Person) -> Outcome {
-    let s = calls.s;
+async fn update(
+    runner: &UserRunner,
+    api: &mut Api<'_>,
+    change: &UserChange,
+    person: Person,
+) -> Outcome {
+    let client = api.client();
     let before = person.licenses.clone();
     let held: HashSet<&str> = person.licenses.iter().map(String::as_str).collect();
     let to_add: Vec<_> = change
@@ -303,32 +257,32 @@ async fn update(calls: &mut Calls<'_>, change: &UserChange, person: Person) -> O
         .collect();
     let fields = field_changes(change, &person);
     if fields.is_empty() && to_add.is_empty() && to_remove.is_empty() {
-        return done(s, &person.id, "no change", &before, &before, 200);
+        return runner.done(&person.id, "no change", &before, &before, 200);
     }
     let mut status = 200;
     if !fields.is_empty() {
         // PUT replaces the whole person: build it from a fresh GET so that
         // nothing the row does not mention is wiped.
         let id = person.id.clone();
-        let current = match calls
+        let current = match api
             .call("get", |token, tid| async move {
-                s.client.get_person_raw(&token, &id, &tid).await
+                client.get_person_raw(&token, &id, &tid).await
             })
             .await
         {
             Ok(a) => a.value,
-            Err(o) => return o,
+            Err(f) => return f.outcome,
         };
         let body = put_body(&current, &fields);
         let id = person.id.clone();
-        match calls
+        match api
             .call("update", |token, tid| async move {
-                s.client.update_person(&token, &id, &body, &tid).await
+                client.update_person(&token, &id, &body, &tid).await
             })
             .await
         {
             Ok(a) => status = a.status,
-            Err(o) => return o,
+            Err(f) => return f.outcome,
         }
     }
     let mut after = before.clone();
@@ -343,14 +297,14 @@ async fn update(calls: &mut Calls<'_>, change: &UserChange, person: Person) -> O
             )
             .collect();
         let body = json!({ "personId": person.id, "licenses": ops });
-        let answer = match calls
+        let answer = match api
             .call("licenses", |token, tid| async move {
-                s.client.patch_licenses(&token, &body, &tid).await
+                client.patch_licenses(&token, &body, &tid).await
             })
             .await
         {
             Ok(a) => a,
-            Err(o) => return o,
+            Err(f) => return f.outcome,
         };
         after = answer.value.licenses.clone();
         let now: HashSet<&str> = after.iter().map(String::as_str).collect();
@@ -390,12 +344,7 @@ async fn update(calls: &mut Calls<'_>, change: &UserChange, person: Person) -> O
         }
         status = answer.status;
     }
-    done(s, &person.id, "updated", &before, &after, status)
-}
-
-/// License ids → the labels the report shows.
-pub fn license_names(licenses: &[crate::kinds::users::check::License]) -> HashMap<String, String> {
-    licenses.iter().map(|l| (l.id.clone(), l.label())).collect()
+    runner.done(&person.id, "updated", &before, &after, status)
 }
 
 #[cfg(test)]
