@@ -1,0 +1,493 @@
+//! `webex-bulk run`: queue a file (or pick a run to continue) and carry it
+//! out; [`execute`] is the one entry point, used by `run` and `demo`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::auth::{self, EnvCredentials};
+use crate::cli::RunArgs;
+use crate::csvin::Encoding;
+use crate::engine::{self, Settings, Shared, Stop};
+use crate::ingest::{self, IngestOptions};
+use crate::kinds::{self, Org};
+use crate::progress::{self, Mode, Progress, Tally};
+use crate::rate::{parse_rate, Pacing, Rate};
+use crate::store::{Counts, RunState, Store};
+use crate::webex::check_base_url;
+
+use super::*;
+
+/// Everything a run needs, whether it came from the command line or the demo.
+pub struct RunPlan {
+    pub db: PathBuf,
+    /// A new file to queue, or a run to continue.
+    pub source: Source,
+    pub base_url: Option<String>,
+    pub concurrency: Option<u16>,
+    pub rate: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub timeout: Duration,
+    /// The settle window (see [`crate::settle`]); `None`: the run's own, else the default.
+    pub settle: Option<Duration>,
+    pub progress: Mode,
+    /// Where refreshed tokens are kept.
+    pub home: PathBuf,
+    pub profile: String,
+    pub env: EnvCredentials,
+}
+
+/// What a run works on.
+pub enum Source {
+    File {
+        /// The kind's name (see [`crate::kinds::find`]).
+        kind: String,
+        path: PathBuf,
+        encoding: Encoding,
+        strict: bool,
+        max_rows: Option<u64>,
+        new_run: bool,
+    },
+    Resume {
+        run: Option<i64>,
+        retry_failed: bool,
+    },
+}
+
+pub(super) async fn run(args: RunArgs) -> i32 {
+    let source = match &args.resume {
+        Some(which) => {
+            let run = if which == "latest" {
+                None
+            } else {
+                match which.parse::<i64>() {
+                    Ok(id) => Some(id),
+                    Err(_) => {
+                        return fail(
+                            EXIT_USAGE,
+                            format!("--resume takes a run id (a number), not `{which}`"),
+                        )
+                    }
+                }
+            };
+            Source::Resume {
+                run,
+                retry_failed: args.retry_failed,
+            }
+        }
+        None => Source::File {
+            kind: args.kind.expect("clap requires KIND without --resume"),
+            path: args
+                .file
+                .clone()
+                .expect("clap requires FILE without --resume"),
+            encoding: args.encoding,
+            strict: args.strict,
+            max_rows: args.max_rows,
+            new_run: args.new_run,
+        },
+    };
+    let plan = RunPlan {
+        db: args.db.db,
+        source,
+        base_url: args.base_url,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        max_attempts: args.max_attempts,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        settle: args.settle.map(Duration::from_secs),
+        progress: args.progress,
+        home: auth::home_dir(),
+        profile: args.profile,
+        env: EnvCredentials::from_env(),
+    };
+    let (ctrl_c, _guard) = ctrl_c_shutdown();
+    execute(plan, ctrl_c).await.code
+}
+
+/// Resolves when Ctrl-C is pressed; a second Ctrl-C exits at once (rows in
+/// flight are looked up on resume, so nothing is lost or doubled).
+pub fn ctrl_c_shutdown() -> (
+    impl std::future::Future<Output = ()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!("\nwebex-bulk: stopping: letting requests in flight finish (Ctrl-C again to quit at once)");
+        let _ = tx.send(());
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("webex-bulk: quitting now; `webex-bulk run --resume` continues (rows in flight are looked up first)");
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+    });
+    (
+        async move {
+            if rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        },
+        handle,
+    )
+}
+
+/// How a run ended.
+pub struct RunResult {
+    pub code: i32,
+    pub run_id: Option<i64>,
+    pub counts: Counts,
+}
+
+impl RunResult {
+    fn early(code: i32) -> RunResult {
+        RunResult {
+            code,
+            run_id: None,
+            counts: Counts::default(),
+        }
+    }
+}
+
+/// Queues (or resumes) and carries out a run; prints the summary.
+pub async fn execute(plan: RunPlan, shutdown: impl std::future::Future<Output = ()>) -> RunResult {
+    match execute_inner(plan, shutdown).await {
+        Ok(r) => r,
+        Err(code) => RunResult::early(code),
+    }
+}
+
+async fn execute_inner(
+    plan: RunPlan,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunResult, i32> {
+    let mut store = Store::open(&plan.db).map_err(|e| {
+        fail(
+            EXIT_USAGE,
+            format!("cannot open the database {}: {e}", plan.db.display()),
+        )
+    })?;
+    let _lock = lock_database(&plan.db)?;
+
+    // The run: a new one from a file, or one to continue.
+    let stored_options;
+    let (client, tokens);
+    // The run's kind, made ready (it may have asked the org).
+    let job;
+    let run_id = match &plan.source {
+        Source::File {
+            kind,
+            path,
+            encoding,
+            strict,
+            max_rows,
+            new_run,
+        } => {
+            // Everything is checked before anything is queued.
+            let kind = kinds::find(kind).map_err(|e| fail(EXIT_USAGE, e))?;
+            let options = Effective::of(&plan, &serde_json::Value::Null);
+            let (base, _) = options.check()?;
+            (client, tokens) = connect(&plan, base)?;
+            let org = Org::new(client.clone(), tokens.clone());
+            job = prepare(kind, Some(&org)).await?;
+            let options = options.to_json();
+            let opts = IngestOptions {
+                encoding: *encoding,
+                strict: *strict,
+                max_rows: *max_rows,
+                new_run: *new_run,
+                options: &options,
+                kind: kind.name(),
+                job: job.as_ref(),
+                now: chrono::Utc::now(),
+            };
+            const SHOWN: usize = 50;
+            let mut shown = 0usize;
+            let mut hidden = 0u64;
+            let (run_id, scan) = ingest::ingest(&mut store, path, &opts, |p| {
+                if shown < SHOWN {
+                    shown += 1;
+                    print_problem(path, p);
+                } else {
+                    hidden += 1;
+                }
+            })
+            .map_err(|e| input_error(path, e))?;
+            if hidden > 0 {
+                eprintln!("... and {hidden} more problems (`webex-bulk report --failed` lists every invalid row with its reason)");
+            }
+            eprintln!(
+                "queued run {run_id}: {} rows from {} ({} valid, {} invalid)",
+                scan.rows,
+                path.display(),
+                scan.valid,
+                scan.invalid
+            );
+            stored_options = options;
+            run_id
+        }
+        Source::Resume { run, retry_failed } => {
+            let info = match run {
+                Some(id) => store.run(*id),
+                None => store.latest_run(),
+            }
+            .map_err(|e| fail(EXIT_USAGE, e))?
+            .ok_or_else(|| {
+                fail(
+                    EXIT_USAGE,
+                    format!(
+                        "no run to resume in {} (see `webex-bulk status`)",
+                        plan.db.display()
+                    ),
+                )
+            })?;
+            let counts = store.counts(info.id).map_err(|e| fail(EXIT_USAGE, e))?;
+            if info.state == RunState::Finished && !(*retry_failed && counts.failed > 0) {
+                let code = info.exit_code.unwrap_or_else(|| counts.exit_code());
+                eprintln!(
+                    "run {} already finished: {} succeeded, {} failed, {} invalid; nothing to send",
+                    info.id, counts.succeeded, counts.failed, counts.invalid
+                );
+                return Ok(RunResult {
+                    code,
+                    run_id: Some(info.id),
+                    counts,
+                });
+            }
+            let (base, _) = Effective::of(&plan, &info.options).check()?;
+            (client, tokens) = connect(&plan, base)?;
+            let kind = kinds::find(&info.kind)
+                .map_err(|e| fail(EXIT_USAGE, format!("run {}: {e}", info.id)))?;
+            let org = Org::new(client.clone(), tokens.clone());
+            job = prepare(kind, Some(&org)).await?;
+            let reopened = store
+                .prepare_resume(info.id, *retry_failed)
+                .map_err(|e| fail(EXIT_USAGE, e))?;
+            eprintln!(
+                "resuming run {} ({}): {} rows left{}",
+                info.id,
+                info.source_path,
+                counts.pending + counts.in_flight + if *retry_failed { counts.failed } else { 0 },
+                if reopened > 0 {
+                    format!(", {reopened} of them were in flight and will be looked up before any resend")
+                } else {
+                    String::new()
+                }
+            );
+            if counts.checks > 0 {
+                eprintln!(
+                    "{} succeeded rows still wait for their final check for duplicates",
+                    counts.checks
+                );
+            }
+            stored_options = info.options.clone();
+            info.id
+        }
+    };
+
+    let options = Effective::of(&plan, &stored_options);
+    let (_, rate) = options.check()?;
+    if options.settle < plan.timeout {
+        eprintln!(
+            "webex-bulk: warning: the settle window ({} s) is shorter than --timeout ({} s): a create that timed out may still be under way when its window ends, and be sent again; give --settle at least twice --timeout",
+            options.settle.as_secs(),
+            plan.timeout.as_secs()
+        );
+    }
+    let settings = Settings {
+        concurrency: options.concurrency,
+        max_attempts: options.max_attempts,
+        settle: options.settle,
+        ..Settings::default()
+    };
+
+    let info = store
+        .run(run_id)
+        .map_err(|e| fail(EXIT_USAGE, e))?
+        .ok_or_else(|| fail(EXIT_USAGE, format!("run {run_id} is gone")))?;
+    let runner = job
+        .runner(&info.header, &info.uid)
+        .map_err(|e| fail(EXIT_USAGE, format!("run {run_id}: {e}")))?;
+    let counts = store.counts(run_id).map_err(|e| fail(EXIT_USAGE, e))?;
+    let tally = Arc::new(Tally::default());
+    tally
+        .succeeded
+        .store(counts.succeeded, std::sync::atomic::Ordering::Relaxed);
+    tally.failed.store(
+        counts.failed + counts.invalid,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let pacing = Arc::new(Pacing::new(rate));
+    let writer = store.into_writer();
+    let shared = Arc::new(Shared {
+        run_id,
+        runner,
+        writer: writer.clone(),
+        client,
+        tokens,
+        pacing: pacing.clone(),
+        tally: tally.clone(),
+        settings,
+        auth_stop: Default::default(),
+    });
+
+    let started = Instant::now();
+    let display = Progress::new(plan.progress, counts.total(), counts.done(), tally, pacing);
+    let ticker = {
+        let interval = display.interval();
+        let display = Arc::new(display);
+        let d = display.clone();
+        let handle = tokio::spawn(async move {
+            if !d.visible() {
+                return;
+            }
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                d.tick();
+            }
+        });
+        (display, handle)
+    };
+    let stop = engine::run(shared.clone(), shutdown).await;
+    ticker.1.abort();
+    ticker.0.finish();
+    let stop = stop.map_err(|e| {
+        fail(
+            EXIT_USAGE,
+            format!("run {run_id} stopped: {e}; `webex-bulk run --resume {run_id}` continues"),
+        )
+    })?;
+    let counts = writer
+        .counts(run_id)
+        .await
+        .map_err(|e| fail(EXIT_USAGE, e))?;
+    let elapsed = progress::humanize(started.elapsed());
+    let (state, code, message) = match &stop {
+        Stop::Finished => (RunState::Finished, counts.exit_code(), None),
+        Stop::Interrupted => (
+            RunState::Interrupted,
+            EXIT_INTERRUPTED,
+            Some("interrupted by Ctrl-C".to_owned()),
+        ),
+        Stop::AuthFailed(why) => (RunState::Paused, EXIT_AUTH, Some(why.clone())),
+    };
+    let exit_for_state = (state == RunState::Finished).then_some(code);
+    writer
+        .set_run_state(run_id, state, exit_for_state, message)
+        .await
+        .map_err(|e| fail(EXIT_USAGE, e))?;
+    let tally_line = format!(
+        "{} succeeded, {} failed, {} invalid, {} left (of {})",
+        counts.succeeded,
+        counts.failed,
+        counts.invalid,
+        counts.pending + counts.in_flight,
+        counts.total()
+    );
+    let db = plan.db.display();
+    match &stop {
+        Stop::Finished => {
+            println!("run {run_id} finished in {elapsed}: {tally_line}");
+            if counts.failed + counts.invalid > 0 {
+                println!("rows that need attention: webex-bulk report --db {db} --run {run_id} --failed -o failed.csv");
+            }
+            if counts.noted > 0 {
+                println!(
+                    "{} rows have a note in the report (such as a duplicate removed): webex-bulk report --db {db} --run {run_id}",
+                    counts.noted
+                );
+            }
+            eprintln!(
+                "{}",
+                match code {
+                    EXIT_OK => "webex-bulk: every row succeeded".to_owned(),
+                    _ => format!(
+                        "webex-bulk: run {run_id} finished with {} failed and {} invalid rows",
+                        counts.failed, counts.invalid
+                    ),
+                }
+            );
+        }
+        Stop::Interrupted => {
+            println!("run {run_id} interrupted after {elapsed}: {tally_line}");
+            eprintln!("webex-bulk: interrupted; continue with `webex-bulk run --resume {run_id} --db {db}`");
+        }
+        Stop::AuthFailed(why) => {
+            println!("run {run_id} paused after {elapsed}: {tally_line}");
+            eprintln!("webex-bulk: authentication failed: {why}\nwebex-bulk: fix the credentials, then continue with `webex-bulk run --resume {run_id} --db {db}`");
+        }
+    }
+    Ok(RunResult {
+        code,
+        run_id: Some(run_id),
+        counts,
+    })
+}
+
+/// The options a run goes with: the command line's, else those the run was
+/// started with, else the defaults.
+pub(super) struct Effective {
+    pub(super) base_url: String,
+    pub(super) rate: String,
+    pub(super) concurrency: usize,
+    pub(super) max_attempts: u32,
+    /// How long after an uncertain create "not found" is trusted.
+    pub(super) settle: Duration,
+}
+
+impl Effective {
+    pub(super) fn of(plan: &RunPlan, stored: &serde_json::Value) -> Effective {
+        let text = |k: &str| stored.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let number = |k: &str| stored.get(k).and_then(|v| v.as_u64());
+        let defaults = Settings::default();
+        Effective {
+            base_url: plan
+                .base_url
+                .clone()
+                .or_else(|| text("base_url"))
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+            rate: plan
+                .rate
+                .clone()
+                .or_else(|| text("rate"))
+                .unwrap_or_else(|| DEFAULT_RATE.to_owned()),
+            concurrency: plan
+                .concurrency
+                .map(u64::from)
+                .or_else(|| number("concurrency"))
+                .map_or(defaults.concurrency, |n| n.max(1) as usize),
+            max_attempts: plan
+                .max_attempts
+                .map(u64::from)
+                .or_else(|| number("max_attempts"))
+                .map_or(defaults.max_attempts, |n| n.max(1) as u32),
+            // A window shorter than --timeout is warned about (see
+            // `execute_inner`), not raised behind the user's back.
+            settle: plan
+                .settle
+                .or_else(|| number("settle_secs").map(Duration::from_secs))
+                .unwrap_or_else(|| crate::settle::default_settle(plan.timeout)),
+        }
+    }
+
+    /// Checks the base URL and the rate.
+    pub(super) fn check(&self) -> Result<(url::Url, Rate), i32> {
+        let base = check_base_url(&self.base_url).map_err(|e| fail(EXIT_USAGE, e))?;
+        let rate = parse_rate(&self.rate).map_err(|e| fail(EXIT_USAGE, e))?;
+        Ok((base, rate))
+    }
+
+    /// As recorded with the run.
+    pub(super) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "base_url": self.base_url,
+            "rate": self.rate,
+            "concurrency": self.concurrency,
+            "max_attempts": self.max_attempts,
+            "settle_secs": self.settle.as_secs(),
+        })
+    }
+}

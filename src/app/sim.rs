@@ -1,0 +1,54 @@
+//! `webex-bulk sim`: the bundled simulator, on a port of its own.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::cli::SimArgs;
+
+use super::*;
+
+pub(super) async fn sim(args: SimArgs) -> i32 {
+    let Ok(slow_create_delay) = Duration::try_from_secs_f64(args.slow_create_secs) else {
+        return fail(
+            EXIT_USAGE,
+            format!(
+                "--slow-create-secs must be a number of seconds, 0 or more (got {})",
+                args.slow_create_secs
+            ),
+        );
+    };
+    let config = crate::sim::SimConfig {
+        token_lifetime: args.token_lifetime.map(Duration::from_secs),
+        token_max_requests: args.token_max_requests,
+        rotate_refresh_tokens: args.rotate_refresh_tokens,
+        rate_limit: args.rate_limit,
+        retry_after_secs: args.retry_after,
+        fail_rate: args.fail_rate,
+        drop_rate: args.drop_rate,
+        slow_create_rate: args.slow_create_rate,
+        slow_create_delay,
+        latency: Duration::from_millis(args.latency_ms),
+        seed: args.seed,
+        ..crate::sim::SimConfig::default()
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    let handle = match crate::sim::start(config, addr).await {
+        Ok(h) => h,
+        Err(e) => return fail(EXIT_USAGE, format!("cannot listen on {addr}: {e}")),
+    };
+    println!("{}", handle.base_url());
+    let _ = std::io::stdout().flush();
+    eprintln!(
+        "webex-bulk sim: listening on {} (stats: http://{}/_sim/stats); it accepts the simulator's built-in test credentials listed in the README; Ctrl-C stops it",
+        handle.base_url(),
+        handle.addr()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    let stats = handle.stats();
+    handle.shutdown().await;
+    eprintln!(
+        "webex-bulk sim: stopped; {}",
+        serde_json::to_string(&stats).unwrap_or_default()
+    );
+    EXIT_OK
+}

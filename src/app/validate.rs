@@ -1,0 +1,83 @@
+//! `webex-bulk validate KIND FILE`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::{self, CredentialStore, EnvCredentials, TokenManager};
+use crate::cli::ValidateArgs;
+use crate::csvin::Severity;
+use crate::ingest::{self};
+use crate::kinds::{self, Org};
+use crate::webex::{check_base_url, Client};
+
+use super::*;
+
+/// `validate KIND FILE`: checks every row; sends nothing, except what a
+/// kind that checks rows against the org asks it (users: `GET /v1/licenses`).
+pub(super) async fn validate(args: ValidateArgs) -> i32 {
+    let kind = match kinds::find(&args.kind) {
+        Ok(k) => k,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let org = if kind.needs_org() {
+        let base = args
+            .base_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let base = match check_base_url(&base) {
+            Ok(b) => b,
+            Err(e) => return fail(EXIT_USAGE, e),
+        };
+        let store = CredentialStore::new(&auth::home_dir());
+        let stored = match store.load(&args.profile) {
+            Ok(s) => s,
+            Err(e) => return fail(EXIT_USAGE, e),
+        };
+        let creds = auth::resolve(EnvCredentials::from_env(), stored);
+        if creds.access_token.is_none() && creds.refresh_token.is_none() {
+            return fail(EXIT_USAGE, format!("validate {} checks rows against the org and needs credentials: set WEBEX_ACCESS_TOKEN (or run `webex-bulk auth service-app`)", kind.name()));
+        }
+        let client = Client::new(base, Duration::from_secs(60));
+        let tokens = TokenManager::new(creds, client.clone(), store, &args.profile);
+        Some(Org::new(client, Arc::new(tokens)))
+    } else {
+        None
+    };
+    let job = match prepare(kind, org.as_ref()).await {
+        Ok(job) => job,
+        Err(code) => return code,
+    };
+    let mut errors = 0u64;
+    let result = ingest::scan_job(
+        &args.file,
+        args.encoding,
+        job.as_ref(),
+        chrono::Utc::now(),
+        |_, _, _| Ok(()),
+        |p| {
+            if p.severity == Severity::Error {
+                errors += 1;
+            }
+            print_problem(&args.file, p);
+        },
+    );
+    match result {
+        Ok(scan) => {
+            println!(
+                "{}: {} rows, {} valid, {} invalid ({} problems, {} warnings)",
+                args.file.display(),
+                scan.rows,
+                scan.valid,
+                scan.invalid,
+                errors,
+                scan.warnings
+            );
+            if scan.invalid == 0 {
+                EXIT_OK
+            } else {
+                EXIT_ROWS_FAILED
+            }
+        }
+        Err(e) => input_error(&args.file, e),
+    }
+}
