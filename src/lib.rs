@@ -8,7 +8,6 @@
 
 pub mod app;
 pub mod auth;
-pub mod authcmd;
 pub mod cli;
 pub mod csvin;
 pub mod demo;

@@ -16,6 +16,7 @@ use crate::progress::{self};
 use crate::store::Store;
 use crate::webex::Client;
 
+pub mod authcmd;
 mod run;
 mod sim;
 mod status;
@@ -59,7 +60,7 @@ pub fn main() -> i32 {
         Command::Run(args) => with_runtime(|| run::run(args)),
         Command::Sim(args) => with_runtime(|| sim::sim(args)),
         Command::Demo(args) => with_runtime(|| crate::demo::demo(args)),
-        Command::Auth(command) => with_runtime(|| crate::authcmd::auth(command)),
+        Command::Auth(command) => with_runtime(|| crate::app::authcmd::auth(command)),
     }
 }
 
