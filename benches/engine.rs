@@ -140,10 +140,15 @@ async fn engine(folder: &Path, csv: &Path, n: usize) -> Pass {
     );
     let mut code = None;
     let pass = measure(n, async {
-        code = Some(execute(plan, std::future::pending()).await.code);
+        code = Some(
+            execute(plan, std::future::pending())
+                .await
+                .expect("the run")
+                .exit,
+        );
     })
     .await;
-    assert_eq!(code, Some(0));
+    assert_eq!(code, Some(webex_bulk::app::Exit::Ok));
     assert_eq!(sim.stats().creates as usize, n);
     assert_eq!(sim.stats().duplicates, 0);
     sim.shutdown().await;

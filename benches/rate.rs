@@ -34,9 +34,11 @@ fn main() {
             8,
         );
         let started = Instant::now();
-        let result = execute(plan, std::future::pending()).await;
+        let result = execute(plan, std::future::pending())
+            .await
+            .expect("the run");
         let secs = started.elapsed().as_secs_f64();
-        assert_eq!(result.code, 0);
+        assert_eq!(result.exit, webex_bulk::app::Exit::Ok);
         let stats = sim.stats();
         assert_eq!(stats.creates as usize, n);
         println!("bench rate: cores {}", common::cores());

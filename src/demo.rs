@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use crate::app::{execute, fail, RunPlan, Source, EXIT_USAGE};
+use crate::app::{execute, fail, Exit, Failure, RunPlan, Source};
 use crate::auth::EnvCredentials;
 use crate::cli::DemoArgs;
 use crate::csvin::normalize_header;
@@ -89,10 +89,10 @@ pub fn demo_sim_config() -> SimConfig {
 /// create's unknown outcome is settled as soon as it is answered.
 const DEMO_SETTLE: Duration = Duration::from_secs(2);
 
-pub async fn demo(args: DemoArgs) -> i32 {
+pub async fn demo(args: DemoArgs) -> Result<Exit, Failure> {
     let dir = match prepare_dir(args.keep.as_deref()) {
         Ok(d) => d,
-        Err(e) => return fail(EXIT_USAGE, e),
+        Err(e) => return Err(fail(Exit::Usage, e)),
     };
     let config = demo_sim_config();
     let faults = format!(
@@ -110,18 +110,28 @@ pub async fn demo(args: DemoArgs) -> i32 {
     };
     let handle = match sim::start(config, "127.0.0.1:0".parse().expect("address")).await {
         Ok(h) => h,
-        Err(e) => return fail(EXIT_USAGE, format!("cannot start the simulator: {e}")),
+        Err(e) => {
+            return Err(fail(
+                Exit::Usage,
+                format!("cannot start the simulator: {e}"),
+            ))
+        }
     };
     let sample = dir.join("meetings.csv");
     let text = match rebase_dates(MEETINGS_SAMPLE, Utc::now()) {
         Ok(t) => t,
-        Err(e) => return fail(EXIT_USAGE, format!("the built-in sample is broken: {e}")),
+        Err(e) => {
+            return Err(fail(
+                Exit::Usage,
+                format!("the built-in sample is broken: {e}"),
+            ))
+        }
     };
     if let Err(e) = std::fs::write(&sample, text) {
-        return fail(
-            EXIT_USAGE,
+        return Err(fail(
+            Exit::Usage,
             format!("cannot write {}: {e}", sample.display()),
-        );
+        ));
     }
     eprintln!(
         "webex-bulk demo: simulator at {} ({faults})",
@@ -162,9 +172,8 @@ pub async fn demo(args: DemoArgs) -> i32 {
     let result = execute(plan, ctrl_c).await;
     let stats = handle.stats();
     handle.shutdown().await;
-    let Some(run_id) = result.run_id else {
-        return result.code;
-    };
+    let result = result?;
+    let run_id = result.run_id;
     let report = dir.join("report.csv");
     if let Ok(store) = crate::store::Store::open(&db) {
         if let Ok(Some(run)) = store.run(run_id) {
@@ -185,7 +194,7 @@ pub async fn demo(args: DemoArgs) -> i32 {
     );
     println!("report: {}", report.display());
     println!("try:    webex-bulk status --db {}", db.display());
-    result.code
+    Ok(result.exit)
 }
 
 fn prepare_dir(keep: Option<&Path>) -> Result<PathBuf, String> {

@@ -1,5 +1,5 @@
 //! The `webex-bulk` binary: everything lives in the library.
 
-fn main() {
-    std::process::exit(webex_bulk::app::main());
+fn main() -> std::process::ExitCode {
+    webex_bulk::app::main()
 }

@@ -65,7 +65,7 @@ pub fn write_report(
     let columns = result_columns(kind);
     let keep = own_columns(&run.header, &columns);
     let mut w = csv::Writer::from_writer(out);
-    let io = |e: csv::Error| StoreError::Corrupt(format!("cannot write the report: {e}"));
+    let io = |e: csv::Error| StoreError::Output(format!("cannot write the report: {e}"));
     let mut head: Vec<&str> = keep.iter().map(|i| run.header[*i].as_str()).collect();
     head.extend(&columns);
     w.write_record(&head).map_err(io)?;
@@ -80,6 +80,6 @@ pub fn write_report(
         w.write_record(&rec).map_err(std::io::Error::other)
     })?;
     w.flush()
-        .map_err(|e| StoreError::Corrupt(format!("cannot write the report: {e}")))?;
+        .map_err(|e| StoreError::Output(format!("cannot write the report: {e}")))?;
     Ok(n)
 }

@@ -28,6 +28,16 @@ pub enum StoreError {
     WriterGone,
     #[error("{0}")]
     Corrupt(String),
+    /// Not the database: what the caller wrote out of it (a report) failed.
+    #[error("{0}")]
+    Output(String),
+}
+
+impl StoreError {
+    /// The database itself failed (not the caller's output).
+    pub fn is_database(&self) -> bool {
+        !matches!(self, StoreError::Output(_))
+    }
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -273,14 +283,6 @@ impl Counts {
     /// Rows with a final state.
     pub fn done(&self) -> u64 {
         self.succeeded + self.failed + self.invalid
-    }
-    /// The exit code a finished run with these counts has: 0 all good, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        if self.failed + self.invalid == 0 {
-            0
-        } else {
-            1
-        }
     }
 }
 
@@ -675,7 +677,7 @@ impl Store {
                 result_extra: r.get(10)?,
                 note: r.get(11)?,
             };
-            f(row).map_err(|e| StoreError::Corrupt(format!("cannot write the report: {e}")))?;
+            f(row).map_err(|e| StoreError::Output(format!("cannot write the report: {e}")))?;
         }
         Ok(())
     }

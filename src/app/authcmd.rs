@@ -11,7 +11,7 @@ use rand::RngCore;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-use crate::app::{fail, EXIT_AUTH, EXIT_OK, EXIT_USAGE};
+use crate::app::{fail, Exit, Failure};
 use crate::auth::{self, apply_grant, CredentialStore, EnvCredentials, StoredTokens, TokenManager};
 use crate::cli::{AuthCommand, LoginArgs, ServiceAppArgs, TargetArgs};
 use crate::webex::{check_base_url, receive_callback, Client, Person};
@@ -20,7 +20,7 @@ use crate::webex::{check_base_url, receive_callback, Client, Person};
 pub const REFRESH_WARNING_DAYS: i64 = 14;
 
 /// Carries out an `auth` subcommand.
-pub async fn auth(command: AuthCommand) -> i32 {
+pub async fn auth(command: AuthCommand) -> Result<Exit, Failure> {
     match command {
         AuthCommand::ServiceApp(args) => service_app(args).await,
         AuthCommand::Login(args) => login(args).await,
@@ -29,17 +29,17 @@ pub async fn auth(command: AuthCommand) -> i32 {
     }
 }
 
-fn client_for(target: &TargetArgs) -> Result<Client, i32> {
+fn client_for(target: &TargetArgs) -> Result<Client, Failure> {
     let base = target
         .base_url
         .clone()
         .unwrap_or_else(|| crate::app::DEFAULT_BASE_URL.to_owned());
-    let base = check_base_url(&base).map_err(|e| fail(EXIT_USAGE, e))?;
+    let base = check_base_url(&base).map_err(|e| fail(Exit::Usage, e))?;
     Ok(Client::new(base, Duration::from_secs(60)))
 }
 
 /// A secret from the environment, else a hidden prompt on the terminal; never from argv.
-fn read_secret(var: &str, prompt: &str) -> Result<SecretString, i32> {
+fn read_secret(var: &str, prompt: &str) -> Result<SecretString, Failure> {
     if let Some(v) = std::env::var(var)
         .ok()
         .map(|v| v.trim().to_owned())
@@ -49,7 +49,7 @@ fn read_secret(var: &str, prompt: &str) -> Result<SecretString, i32> {
     }
     if !std::io::stdin().is_terminal() {
         return Err(fail(
-            EXIT_USAGE,
+            Exit::Usage,
             format!(
                 "{var} is not set and there is no terminal to ask on; set {var} in the environment"
             ),
@@ -57,8 +57,8 @@ fn read_secret(var: &str, prompt: &str) -> Result<SecretString, i32> {
     }
     match rpassword::prompt_password(format!("{prompt} (input hidden): ")) {
         Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_owned().into()),
-        Ok(_) => Err(fail(EXIT_USAGE, format!("no {prompt} given"))),
-        Err(e) => Err(fail(EXIT_USAGE, format!("cannot read the {prompt}: {e}"))),
+        Ok(_) => Err(fail(Exit::Usage, format!("no {prompt} given"))),
+        Err(e) => Err(fail(Exit::Usage, format!("cannot read the {prompt}: {e}"))),
     }
 }
 
@@ -92,20 +92,20 @@ fn who(p: &Person) -> String {
 }
 
 /// The API client and the OAuth client secret, which every setup needs.
-fn client_and_secret(target: &TargetArgs) -> Result<(Client, SecretString), i32> {
+fn client_and_secret(target: &TargetArgs) -> Result<(Client, SecretString), Failure> {
     let client = client_for(target)?;
     let secret = read_secret("WEBEX_CLIENT_SECRET", "client secret")?;
     Ok((client, secret))
 }
 
-async fn service_app(args: ServiceAppArgs) -> i32 {
+async fn service_app(args: ServiceAppArgs) -> Result<Exit, Failure> {
     let (client, secret) = match client_and_secret(&args.target) {
         Ok(pair) => pair,
-        Err(code) => return code,
+        Err(f) => return Err(f),
     };
     let refresh = match read_secret("WEBEX_REFRESH_TOKEN", "refresh token") {
         Ok(s) => s,
-        Err(code) => return code,
+        Err(f) => return Err(f),
     };
     let grant = match client
         .refresh_grant(&args.client_id, &secret, &refresh)
@@ -113,12 +113,12 @@ async fn service_app(args: ServiceAppArgs) -> i32 {
     {
         Ok(g) => g,
         Err(e) => {
-            return fail(
-                EXIT_AUTH,
+            return Err(fail(
+                Exit::Auth,
                 format!(
                     "{e}; check the client id, the secret and the refresh token (Developer Portal)"
                 ),
-            )
+            ))
         }
     };
     let now = chrono::Utc::now().timestamp();
@@ -147,12 +147,12 @@ async fn finish_setup(
     entry: StoredTokens,
     access: &SecretString,
     kind: &str,
-) -> i32 {
+) -> Result<Exit, Failure> {
     let now = chrono::Utc::now().timestamp();
     let (access_at, refresh_at) = (entry.access_expires_at, entry.refresh_expires_at);
     let store = CredentialStore::new(&auth::home_dir());
     if let Err(e) = store.save(profile, entry) {
-        return fail(EXIT_USAGE, e);
+        return Err(fail(Exit::Usage, e));
     }
     let person = match client.me(access).await {
         Ok(a) => who(&a.value),
@@ -162,7 +162,7 @@ async fn finish_setup(
     println!("  access token expires {}", when(access_at, now));
     println!("  refresh token expires {}", when(refresh_at, now));
     println!("  stored in {}", store.path().display());
-    EXIT_OK
+    Ok(Exit::Ok)
 }
 
 /// PKCE: a random verifier and its S256 challenge (pure but for the randomness).
@@ -206,14 +206,14 @@ pub fn check_callback(
         .ok_or_else(|| "the redirect carries no code".into())
 }
 
-async fn login(args: LoginArgs) -> i32 {
+async fn login(args: LoginArgs) -> Result<Exit, Failure> {
     let (client, secret) = match client_and_secret(&args.target) {
         Ok(pair) => pair,
-        Err(code) => return code,
+        Err(f) => return Err(f),
     };
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await {
         Ok(l) => l,
-        Err(e) => return fail(EXIT_USAGE, format!("cannot listen on localhost:{}: {e}; choose another --port (it must match the integration's redirect URI)", args.port)),
+        Err(e) => return Err(fail(Exit::Usage, format!("cannot listen on localhost:{}: {e}; choose another --port (it must match the integration's redirect URI)", args.port))),
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(args.port);
     let redirect_uri = format!("http://localhost:{port}/callback");
@@ -231,18 +231,18 @@ async fn login(args: LoginArgs) -> i32 {
         open_browser(url.as_str());
     }
     let Some(query) = receive_callback(listener, Duration::from_secs(args.timeout)).await else {
-        return fail(EXIT_AUTH, format!("no authorization arrived within {}s; run `auth login` again (and check that the redirect URI is {redirect_uri})", args.timeout));
+        return Err(fail(Exit::Auth, format!("no authorization arrived within {}s; run `auth login` again (and check that the redirect URI is {redirect_uri})", args.timeout)));
     };
     let code = match check_callback(&query, &state) {
         Ok(code) => code,
-        Err(why) => return fail(EXIT_AUTH, why),
+        Err(why) => return Err(fail(Exit::Auth, why)),
     };
     let grant = match client
         .code_grant(&args.client_id, &secret, &code, &redirect_uri, &verifier)
         .await
     {
         Ok(g) => g,
-        Err(e) => return fail(EXIT_AUTH, format!("exchanging the code failed: {e}")),
+        Err(e) => return Err(fail(Exit::Auth, format!("exchanging the code failed: {e}"))),
     };
     let now = chrono::Utc::now().timestamp();
     let mut entry = StoredTokens {
@@ -252,7 +252,10 @@ async fn login(args: LoginArgs) -> i32 {
         ..StoredTokens::default()
     };
     let Some(refresh) = grant.refresh_token.clone() else {
-        return fail(EXIT_AUTH, "the token endpoint returned no refresh token");
+        return Err(fail(
+            Exit::Auth,
+            "the token endpoint returned no refresh token",
+        ));
     };
     apply_grant(&mut entry, &grant, &refresh, now);
     finish_setup(
@@ -338,44 +341,44 @@ pub fn status_warnings(
     w
 }
 
-async fn status(target: TargetArgs, json: bool) -> i32 {
+async fn status(target: TargetArgs, json: bool) -> Result<Exit, Failure> {
     let client = match client_for(&target) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err(f) => return Err(f),
     };
     let store = CredentialStore::new(&auth::home_dir());
     let stored = match store.load(&target.profile) {
         Ok(s) => s,
-        Err(e) => return fail(EXIT_USAGE, e),
+        Err(e) => return Err(fail(Exit::Usage, e)),
     };
     let creds = auth::resolve(EnvCredentials::from_env(), stored.clone());
     if creds.access_token.is_none() && creds.refresh_token.is_none() {
-        return fail(EXIT_USAGE, format!("no credentials for profile {} (set them up with `webex-bulk auth service-app` or `auth login`)", target.profile));
+        return Err(fail(Exit::Usage, format!("no credentials for profile {} (set them up with `webex-bulk auth service-app` or `auth login`)", target.profile)));
     }
     let tokens = TokenManager::new(creds, client.clone(), store.clone(), &target.profile);
     let (token, generation) = match tokens.ensure().await {
         Ok(t) => t,
-        Err(e) => return fail(EXIT_AUTH, e),
+        Err(e) => return Err(fail(Exit::Auth, e)),
     };
     let person = match client.me(&token).await {
         Ok(a) => a.value,
         Err(e) if e.is_unauthorized() => {
             if let Err(e) = tokens.refresh_after(generation).await {
-                return fail(EXIT_AUTH, e);
+                return Err(fail(Exit::Auth, e));
             }
             let Some((token, _)) = tokens.current() else {
-                return fail(EXIT_AUTH, "no access token");
+                return Err(fail(Exit::Auth, "no access token"));
             };
             match client.me(&token).await {
                 Ok(a) => a.value,
-                Err(e) => return fail(EXIT_AUTH, format!("the token is refused: {e}")),
+                Err(e) => return Err(fail(Exit::Auth, format!("the token is refused: {e}"))),
             }
         }
         Err(e) => {
-            return fail(
-                EXIT_AUTH,
+            return Err(fail(
+                Exit::Auth,
                 format!("cannot ask who the token belongs to: {e}"),
-            )
+            ))
         }
     };
     // A refresh above may have replaced the stored tokens: read them again.
@@ -408,7 +411,7 @@ async fn status(target: TargetArgs, json: bool) -> i32 {
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));
-        return EXIT_OK;
+        return Ok(Exit::Ok);
     }
     println!(
         "profile {}: {}",
@@ -437,10 +440,10 @@ async fn status(target: TargetArgs, json: bool) -> i32 {
     for w in &report.warnings {
         println!("  warning: {w}");
     }
-    EXIT_OK
+    Ok(Exit::Ok)
 }
 
-fn logout(profile: &str) -> i32 {
+fn logout(profile: &str) -> Result<Exit, Failure> {
     let store = CredentialStore::new(&auth::home_dir());
     match store.remove(profile) {
         Ok(true) => {
@@ -448,13 +451,13 @@ fn logout(profile: &str) -> i32 {
                 "forgot the tokens of profile {profile} ({})",
                 store.path().display()
             );
-            EXIT_OK
+            Ok(Exit::Ok)
         }
         Ok(false) => {
             println!("profile {profile} has no stored tokens");
-            EXIT_OK
+            Ok(Exit::Ok)
         }
-        Err(e) => fail(EXIT_USAGE, e),
+        Err(e) => Err(fail(Exit::Usage, e)),
     }
 }
 

@@ -17,38 +17,45 @@ use crate::store::Store;
 use crate::webex::Client;
 
 pub mod authcmd;
+mod exit;
 mod run;
 mod sim;
 mod status;
 mod validate;
 mod verify;
 
+pub use exit::{fail, storage, Exit, Failure};
 pub use run::{ctrl_c_shutdown, execute, RunPlan, RunResult, Source};
-
-/// Every row succeeded.
-pub const EXIT_OK: i32 = 0;
-/// The run finished with failed or invalid rows.
-pub const EXIT_ROWS_FAILED: i32 = 1;
-/// Usage or input error; nothing was queued.
-pub const EXIT_USAGE: i32 = 2;
-/// Authentication failed; the run is paused and resumable.
-pub const EXIT_AUTH: i32 = 3;
-/// Interrupted by Ctrl-C; resumable.
-pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// The Webex API, unless told otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://webexapis.com/v1";
 /// The request rate, unless told otherwise.
 pub const DEFAULT_RATE: &str = "auto";
 
-/// Parses the arguments, runs the command, returns the exit code.
-pub fn main() -> i32 {
+/// Parses the arguments and runs the command. The one place a failure is
+/// printed and mapped to the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let exit = match command() {
+        Ok(exit) => exit,
+        Err(failure) => {
+            eprintln!("webex-bulk: {failure}");
+            failure.exit
+        }
+    };
+    exit.into()
+}
+
+fn command() -> Result<Exit, Failure> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            // clap prints its own message (and --help, --version).
             let _ = e.print();
-            return code;
+            return Ok(if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            });
         }
     };
     init_logging(cli.verbose);
@@ -60,7 +67,7 @@ pub fn main() -> i32 {
         Command::Run(args) => with_runtime(|| run::run(args)),
         Command::Sim(args) => with_runtime(|| sim::sim(args)),
         Command::Demo(args) => with_runtime(|| crate::demo::demo(args)),
-        Command::Auth(command) => with_runtime(|| crate::app::authcmd::auth(command)),
+        Command::Auth(command) => with_runtime(|| authcmd::auth(command)),
     }
 }
 
@@ -80,26 +87,25 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-fn with_runtime<F: std::future::Future<Output = i32>>(f: impl FnOnce() -> F) -> i32 {
+fn with_runtime<F: std::future::Future<Output = Result<Exit, Failure>>>(
+    f: impl FnOnce() -> F,
+) -> Result<Exit, Failure> {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt.block_on(f()),
-        Err(e) => fail(EXIT_USAGE, format!("cannot start the async runtime: {e}")),
+        Err(e) => Err(fail(
+            Exit::Usage,
+            format!("cannot start the async runtime: {e}"),
+        )),
     }
 }
 
-/// Prints a one-line reason on stderr and returns `code`.
-pub fn fail(code: i32, reason: impl std::fmt::Display) -> i32 {
-    eprintln!("webex-bulk: {reason}");
-    code
-}
-
-fn open_store(db: &DbArg) -> Result<Store, i32> {
+fn open_store(db: &DbArg) -> Result<Store, Failure> {
     Store::open(&db.db).map_err(|e| {
         fail(
-            EXIT_USAGE,
+            Exit::Usage,
             format!("cannot open the database {}: {e}", db.db.display()),
         )
     })
@@ -110,24 +116,27 @@ fn print_problem(path: &Path, p: &Problem) {
 }
 
 /// The kind made ready for a run: what it needs from the org, asked once.
-async fn prepare(kind: &dyn Kind, org: Option<&Org>) -> Result<Box<dyn Job>, i32> {
+async fn prepare(kind: &dyn Kind, org: Option<&Org>) -> Result<Box<dyn Job>, Failure> {
     kind.prepare(org).await.map_err(|e| match e {
-        PrepareError::Auth(e) => fail(EXIT_AUTH, e),
-        PrepareError::Org(e) => fail(EXIT_USAGE, e),
+        PrepareError::Auth(e) => fail(Exit::Auth, e),
+        PrepareError::Org(e) => fail(Exit::Usage, e),
     })
 }
 
-fn input_error(path: &Path, e: IngestError) -> i32 {
+fn input_error(path: &Path, e: IngestError) -> Failure {
     if let IngestError::Header { problems, .. } = &e {
         for p in problems {
             print_problem(path, p);
         }
     }
-    fail(EXIT_USAGE, e)
+    match e {
+        IngestError::Store(e) => storage(e),
+        e => fail(Exit::Usage, e),
+    }
 }
 
 /// The API client and the run's one token manager.
-fn connect(plan: &RunPlan, base: url::Url) -> Result<(Client, Arc<TokenManager>), i32> {
+fn connect(plan: &RunPlan, base: url::Url) -> Result<(Client, Arc<TokenManager>), Failure> {
     let creds = credentials(plan)?;
     let client = Client::new(base, plan.timeout);
     let tokens = TokenManager::new(
@@ -139,9 +148,11 @@ fn connect(plan: &RunPlan, base: url::Url) -> Result<(Client, Arc<TokenManager>)
     Ok((client, Arc::new(tokens)))
 }
 
-fn credentials(plan: &RunPlan) -> Result<Credentials, i32> {
+fn credentials(plan: &RunPlan) -> Result<Credentials, Failure> {
     let store = CredentialStore::new(&plan.home);
-    let stored = store.load(&plan.profile).map_err(|e| fail(EXIT_USAGE, e))?;
+    let stored = store
+        .load(&plan.profile)
+        .map_err(|e| fail(Exit::Usage, e))?;
     let env = EnvCredentials {
         access_token: plan.env.access_token.clone(),
         refresh_token: plan.env.refresh_token.clone(),
@@ -150,29 +161,38 @@ fn credentials(plan: &RunPlan) -> Result<Credentials, i32> {
     };
     let creds = auth::resolve(env, stored);
     if creds.access_token.is_none() && creds.refresh_token.is_none() {
-        return Err(fail(EXIT_USAGE, AuthError::Missing));
+        return Err(fail(Exit::Usage, AuthError::Missing));
     }
     Ok(creds)
 }
 
 /// One process at a time works on a database: a second `run` would claim
 /// the same rows. The lock goes with the process, however it ends.
-fn lock_database(db: &Path) -> Result<std::fs::File, i32> {
+fn lock_database(db: &Path) -> Result<std::fs::File, Failure> {
     let mut name = db.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
-    crate::store::create_private(&path)
-        .map_err(|e| fail(EXIT_USAGE, format!("cannot create {}: {e}", path.display())))?;
+    crate::store::create_private(&path).map_err(|e| {
+        fail(
+            Exit::Usage,
+            format!("cannot create {}: {e}", path.display()),
+        )
+    })?;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
-        .map_err(|e| fail(EXIT_USAGE, format!("cannot create {}: {e}", path.display())))?;
+        .map_err(|e| {
+            fail(
+                Exit::Usage,
+                format!("cannot create {}: {e}", path.display()),
+            )
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(fail(
-            EXIT_USAGE,
+            Exit::Usage,
             format!("another webex-bulk process is running on {}; wait for it to finish (or stop it) first", db.display()),
         )),
-        Err(std::fs::TryLockError::Error(e)) => Err(fail(EXIT_USAGE, format!("cannot lock {}: {e}", path.display()))),
+        Err(std::fs::TryLockError::Error(e)) => Err(fail(Exit::Usage, format!("cannot lock {}: {e}", path.display()))),
     }
 }

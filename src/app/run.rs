@@ -54,7 +54,7 @@ pub enum Source {
     },
 }
 
-pub(super) async fn run(args: RunArgs) -> i32 {
+pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
     let source = match &args.resume {
         Some(which) => {
             let run = if which == "latest" {
@@ -63,10 +63,10 @@ pub(super) async fn run(args: RunArgs) -> i32 {
                 match which.parse::<i64>() {
                     Ok(id) => Some(id),
                     Err(_) => {
-                        return fail(
-                            EXIT_USAGE,
+                        return Err(fail(
+                            Exit::Usage,
                             format!("--resume takes a run id (a number), not `{which}`"),
-                        )
+                        ))
                     }
                 }
             };
@@ -102,7 +102,7 @@ pub(super) async fn run(args: RunArgs) -> i32 {
         env: EnvCredentials::from_env(),
     };
     let (ctrl_c, _guard) = ctrl_c_shutdown();
-    execute(plan, ctrl_c).await.code
+    Ok(execute(plan, ctrl_c).await?.exit)
 }
 
 /// Resolves when Ctrl-C is pressed; a second Ctrl-C exits at once (rows in
@@ -120,7 +120,7 @@ pub fn ctrl_c_shutdown() -> (
         let _ = tx.send(());
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("webex-bulk: quitting now; `webex-bulk run --resume` continues (rows in flight are looked up first)");
-            std::process::exit(EXIT_INTERRUPTED);
+            std::process::exit(Exit::Interrupted.code().into());
         }
     });
     (
@@ -135,36 +135,19 @@ pub fn ctrl_c_shutdown() -> (
 
 /// How a run ended.
 pub struct RunResult {
-    pub code: i32,
-    pub run_id: Option<i64>,
+    pub exit: Exit,
+    pub run_id: i64,
     pub counts: Counts,
 }
 
-impl RunResult {
-    fn early(code: i32) -> RunResult {
-        RunResult {
-            code,
-            run_id: None,
-            counts: Counts::default(),
-        }
-    }
-}
-
 /// Queues (or resumes) and carries out a run; prints the summary.
-pub async fn execute(plan: RunPlan, shutdown: impl std::future::Future<Output = ()>) -> RunResult {
-    match execute_inner(plan, shutdown).await {
-        Ok(r) => r,
-        Err(code) => RunResult::early(code),
-    }
-}
-
-async fn execute_inner(
+pub async fn execute(
     plan: RunPlan,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<RunResult, i32> {
+) -> Result<RunResult, Failure> {
     let mut store = Store::open(&plan.db).map_err(|e| {
         fail(
-            EXIT_USAGE,
+            Exit::Usage,
             format!("cannot open the database {}: {e}", plan.db.display()),
         )
     })?;
@@ -185,7 +168,7 @@ async fn execute_inner(
             new_run,
         } => {
             // Everything is checked before anything is queued.
-            let kind = kinds::find(kind).map_err(|e| fail(EXIT_USAGE, e))?;
+            let kind = kinds::find(kind).map_err(|e| fail(Exit::Usage, e))?;
             let options = Effective::of(&plan, &serde_json::Value::Null);
             let (base, _) = options.check()?;
             (client, tokens) = connect(&plan, base)?;
@@ -232,38 +215,41 @@ async fn execute_inner(
                 Some(id) => store.run(*id),
                 None => store.latest_run(),
             }
-            .map_err(|e| fail(EXIT_USAGE, e))?
+            .map_err(storage)?
             .ok_or_else(|| {
                 fail(
-                    EXIT_USAGE,
+                    Exit::Usage,
                     format!(
                         "no run to resume in {} (see `webex-bulk status`)",
                         plan.db.display()
                     ),
                 )
             })?;
-            let counts = store.counts(info.id).map_err(|e| fail(EXIT_USAGE, e))?;
+            let counts = store.counts(info.id).map_err(storage)?;
             if info.state == RunState::Finished && !(*retry_failed && counts.failed > 0) {
-                let code = info.exit_code.unwrap_or_else(|| counts.exit_code());
+                let exit = info
+                    .exit_code
+                    .and_then(|code| Exit::from_code(code.into()))
+                    .unwrap_or_else(|| Exit::of_counts(&counts));
                 eprintln!(
                     "run {} already finished: {} succeeded, {} failed, {} invalid; nothing to send",
                     info.id, counts.succeeded, counts.failed, counts.invalid
                 );
                 return Ok(RunResult {
-                    code,
-                    run_id: Some(info.id),
+                    exit,
+                    run_id: info.id,
                     counts,
                 });
             }
             let (base, _) = Effective::of(&plan, &info.options).check()?;
             (client, tokens) = connect(&plan, base)?;
             let kind = kinds::find(&info.kind)
-                .map_err(|e| fail(EXIT_USAGE, format!("run {}: {e}", info.id)))?;
+                .map_err(|e| fail(Exit::Usage, format!("run {}: {e}", info.id)))?;
             let org = Org::new(client.clone(), tokens.clone());
             job = prepare(kind, Some(&org)).await?;
             let reopened = store
                 .prepare_resume(info.id, *retry_failed)
-                .map_err(|e| fail(EXIT_USAGE, e))?;
+                .map_err(storage)?;
             eprintln!(
                 "resuming run {} ({}): {} rows left{}",
                 info.id,
@@ -304,12 +290,12 @@ async fn execute_inner(
 
     let info = store
         .run(run_id)
-        .map_err(|e| fail(EXIT_USAGE, e))?
-        .ok_or_else(|| fail(EXIT_USAGE, format!("run {run_id} is gone")))?;
+        .map_err(storage)?
+        .ok_or_else(|| fail(Exit::Usage, format!("run {run_id} is gone")))?;
     let runner = job
         .runner(&info.header, &info.uid)
-        .map_err(|e| fail(EXIT_USAGE, format!("run {run_id}: {e}")))?;
-    let counts = store.counts(run_id).map_err(|e| fail(EXIT_USAGE, e))?;
+        .map_err(|e| fail(Exit::Usage, format!("run {run_id}: {e}")))?;
+    let counts = store.counts(run_id).map_err(storage)?;
     let tally = Arc::new(Tally::default());
     tally
         .succeeded
@@ -355,30 +341,26 @@ async fn execute_inner(
     ticker.1.abort();
     ticker.0.finish();
     let stop = stop.map_err(|e| {
-        fail(
-            EXIT_USAGE,
-            format!("run {run_id} stopped: {e}; `webex-bulk run --resume {run_id}` continues"),
-        )
+        storage(format!(
+            "run {run_id} stopped: {e}; what was recorded is kept: once the database is fixed, `webex-bulk run --resume {run_id}` continues"
+        ))
     })?;
-    let counts = writer
-        .counts(run_id)
-        .await
-        .map_err(|e| fail(EXIT_USAGE, e))?;
+    let counts = writer.counts(run_id).await.map_err(storage)?;
     let elapsed = progress::humanize(started.elapsed());
-    let (state, code, message) = match &stop {
-        Stop::Finished => (RunState::Finished, counts.exit_code(), None),
+    let (state, exit, message) = match &stop {
+        Stop::Finished => (RunState::Finished, Exit::of_counts(&counts), None),
         Stop::Interrupted => (
             RunState::Interrupted,
-            EXIT_INTERRUPTED,
+            Exit::Interrupted,
             Some("interrupted by Ctrl-C".to_owned()),
         ),
-        Stop::AuthFailed(why) => (RunState::Paused, EXIT_AUTH, Some(why.clone())),
+        Stop::AuthFailed(why) => (RunState::Paused, Exit::Auth, Some(why.clone())),
     };
-    let exit_for_state = (state == RunState::Finished).then_some(code);
+    let exit_for_state = (state == RunState::Finished).then_some(i32::from(exit.code()));
     writer
         .set_run_state(run_id, state, exit_for_state, message)
         .await
-        .map_err(|e| fail(EXIT_USAGE, e))?;
+        .map_err(storage)?;
     let tally_line = format!(
         "{} succeeded, {} failed, {} invalid, {} left (of {})",
         counts.succeeded,
@@ -402,8 +384,8 @@ async fn execute_inner(
             }
             eprintln!(
                 "{}",
-                match code {
-                    EXIT_OK => "webex-bulk: every row succeeded".to_owned(),
+                match exit {
+                    Exit::Ok => "webex-bulk: every row succeeded".to_owned(),
                     _ => format!(
                         "webex-bulk: run {run_id} finished with {} failed and {} invalid rows",
                         counts.failed, counts.invalid
@@ -421,8 +403,8 @@ async fn execute_inner(
         }
     }
     Ok(RunResult {
-        code,
-        run_id: Some(run_id),
+        exit,
+        run_id,
         counts,
     })
 }
@@ -474,9 +456,9 @@ impl Effective {
     }
 
     /// Checks the base URL and the rate.
-    pub(super) fn check(&self) -> Result<(url::Url, Rate), i32> {
-        let base = check_base_url(&self.base_url).map_err(|e| fail(EXIT_USAGE, e))?;
-        let rate = parse_rate(&self.rate).map_err(|e| fail(EXIT_USAGE, e))?;
+    pub(super) fn check(&self) -> Result<(url::Url, Rate), Failure> {
+        let base = check_base_url(&self.base_url).map_err(|e| fail(Exit::Usage, e))?;
+        let rate = parse_rate(&self.rate).map_err(|e| fail(Exit::Usage, e))?;
         Ok((base, rate))
     }
 

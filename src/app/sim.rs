@@ -7,15 +7,15 @@ use crate::cli::SimArgs;
 
 use super::*;
 
-pub(super) async fn sim(args: SimArgs) -> i32 {
+pub(super) async fn sim(args: SimArgs) -> Result<Exit, Failure> {
     let Ok(slow_create_delay) = Duration::try_from_secs_f64(args.slow_create_secs) else {
-        return fail(
-            EXIT_USAGE,
+        return Err(fail(
+            Exit::Usage,
             format!(
                 "--slow-create-secs must be a number of seconds, 0 or more (got {})",
                 args.slow_create_secs
             ),
-        );
+        ));
     };
     let config = crate::sim::SimConfig {
         token_lifetime: args.token_lifetime.map(Duration::from_secs),
@@ -34,7 +34,7 @@ pub(super) async fn sim(args: SimArgs) -> i32 {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let handle = match crate::sim::start(config, addr).await {
         Ok(h) => h,
-        Err(e) => return fail(EXIT_USAGE, format!("cannot listen on {addr}: {e}")),
+        Err(e) => return Err(fail(Exit::Usage, format!("cannot listen on {addr}: {e}"))),
     };
     println!("{}", handle.base_url());
     let _ = std::io::stdout().flush();
@@ -50,5 +50,5 @@ pub(super) async fn sim(args: SimArgs) -> i32 {
         "webex-bulk sim: stopped; {}",
         serde_json::to_string(&stats).unwrap_or_default()
     );
-    EXIT_OK
+    Ok(Exit::Ok)
 }

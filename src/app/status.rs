@@ -6,30 +6,21 @@ use crate::store::{RunInfo, RunState};
 
 use super::*;
 
-pub(super) fn status(args: &StatusArgs) -> i32 {
+pub(super) fn status(args: &StatusArgs) -> Result<Exit, Failure> {
     if !args.db.db.exists() {
-        return fail(
-            EXIT_USAGE,
+        return Err(fail(
+            Exit::Usage,
             format!(
                 "no database at {} (runs create it; pass --db to look elsewhere)",
                 args.db.db.display()
             ),
-        );
+        ));
     }
-    let store = match open_store(&args.db) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let runs = match store.runs() {
-        Ok(r) => r,
-        Err(e) => return fail(EXIT_USAGE, e),
-    };
+    let store = open_store(&args.db)?;
     let mut list = Vec::new();
-    for run in runs {
-        match store.counts(run.id) {
-            Ok(c) => list.push((run, c)),
-            Err(e) => return fail(EXIT_USAGE, e),
-        }
+    for run in store.runs()? {
+        let counts = store.counts(run.id)?;
+        list.push((run, counts));
     }
     if args.json {
         let v: Vec<serde_json::Value> = list
@@ -37,11 +28,11 @@ pub(super) fn status(args: &StatusArgs) -> i32 {
             .map(|(r, c)| serde_json::json!({"run": r, "counts": c, "total": c.total()}))
             .collect();
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
-        return EXIT_OK;
+        return Ok(Exit::Ok);
     }
     if list.is_empty() {
         println!("no runs in {}", args.db.db.display());
-        return EXIT_OK;
+        return Ok(Exit::Ok);
     }
     println!(
         "{:>4}  {:<9} {:<12} {:>6} {:>8} {:>9} {:>9} {:>7} {:>8}  {:<20}  file",
@@ -80,7 +71,7 @@ pub(super) fn status(args: &StatusArgs) -> i32 {
             );
         }
     }
-    EXIT_OK
+    Ok(Exit::Ok)
 }
 
 pub(super) fn state_label(r: &RunInfo) -> String {
@@ -93,36 +84,30 @@ pub(super) fn state_label(r: &RunInfo) -> String {
     }
 }
 
-pub(super) fn report(args: &ReportArgs) -> i32 {
+pub(super) fn report(args: &ReportArgs) -> Result<Exit, Failure> {
     if !args.db.db.exists() {
-        return fail(
-            EXIT_USAGE,
+        return Err(fail(
+            Exit::Usage,
             format!("no database at {}", args.db.db.display()),
-        );
+        ));
     }
-    let store = match open_store(&args.db) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let store = open_store(&args.db)?;
     let run = match args.run {
-        Some(id) => store.run(id),
-        None => store.latest_run(),
-    };
-    let run = match run {
-        Ok(Some(r)) => r,
-        Ok(None) => return fail(EXIT_USAGE, "no such run (see `webex-bulk status`)"),
-        Err(e) => return fail(EXIT_USAGE, e),
-    };
-    let kind = match kinds::find(&run.kind) {
-        Ok(k) => k,
-        Err(e) => return fail(EXIT_USAGE, format!("run {}: {e}", run.id)),
-    };
+        Some(id) => store.run(id)?,
+        None => store.latest_run()?,
+    }
+    .ok_or_else(|| fail(Exit::Usage, "no such run (see `webex-bulk status`)"))?;
+    let kind =
+        kinds::find(&run.kind).map_err(|e| fail(Exit::Usage, format!("run {}: {e}", run.id)))?;
     let written = match &args.output {
         Some(path) => {
             let file = match std::fs::File::create(path) {
                 Ok(f) => f,
                 Err(e) => {
-                    return fail(EXIT_USAGE, format!("cannot create {}: {e}", path.display()))
+                    return Err(fail(
+                        Exit::Usage,
+                        format!("cannot create {}: {e}", path.display()),
+                    ))
                 }
             };
             crate::report::write_report(
@@ -137,13 +122,9 @@ pub(super) fn report(args: &ReportArgs) -> i32 {
             crate::report::write_report(&store, &run, kind, args.failed, std::io::stdout().lock())
         }
     };
-    match written {
-        Ok(n) => {
-            if let Some(path) = &args.output {
-                eprintln!("wrote {n} rows of run {} to {}", run.id, path.display());
-            }
-            EXIT_OK
-        }
-        Err(e) => fail(EXIT_USAGE, e),
+    let n = written?;
+    if let Some(path) = &args.output {
+        eprintln!("wrote {n} rows of run {} to {}", run.id, path.display());
     }
+    Ok(Exit::Ok)
 }

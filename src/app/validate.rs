@@ -14,10 +14,10 @@ use super::*;
 
 /// `validate KIND FILE`: checks every row; sends nothing, except what a
 /// kind that checks rows against the org asks it (users: `GET /v1/licenses`).
-pub(super) async fn validate(args: ValidateArgs) -> i32 {
+pub(super) async fn validate(args: ValidateArgs) -> Result<Exit, Failure> {
     let kind = match kinds::find(&args.kind) {
         Ok(k) => k,
-        Err(e) => return fail(EXIT_USAGE, e),
+        Err(e) => return Err(fail(Exit::Usage, e)),
     };
     let org = if kind.needs_org() {
         let base = args
@@ -26,16 +26,16 @@ pub(super) async fn validate(args: ValidateArgs) -> i32 {
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
         let base = match check_base_url(&base) {
             Ok(b) => b,
-            Err(e) => return fail(EXIT_USAGE, e),
+            Err(e) => return Err(fail(Exit::Usage, e)),
         };
         let store = CredentialStore::new(&auth::home_dir());
         let stored = match store.load(&args.profile) {
             Ok(s) => s,
-            Err(e) => return fail(EXIT_USAGE, e),
+            Err(e) => return Err(fail(Exit::Usage, e)),
         };
         let creds = auth::resolve(EnvCredentials::from_env(), stored);
         if creds.access_token.is_none() && creds.refresh_token.is_none() {
-            return fail(EXIT_USAGE, format!("validate {} checks rows against the org and needs credentials: set WEBEX_ACCESS_TOKEN (or run `webex-bulk auth service-app`)", kind.name()));
+            return Err(fail(Exit::Usage, format!("validate {} checks rows against the org and needs credentials: set WEBEX_ACCESS_TOKEN (or run `webex-bulk auth service-app`)", kind.name())));
         }
         let client = Client::new(base, Duration::from_secs(60));
         let tokens = TokenManager::new(creds, client.clone(), store, &args.profile);
@@ -45,7 +45,7 @@ pub(super) async fn validate(args: ValidateArgs) -> i32 {
     };
     let job = match prepare(kind, org.as_ref()).await {
         Ok(job) => job,
-        Err(code) => return code,
+        Err(f) => return Err(f),
     };
     let mut errors = 0u64;
     let result = ingest::scan_job(
@@ -73,11 +73,11 @@ pub(super) async fn validate(args: ValidateArgs) -> i32 {
                 scan.warnings
             );
             if scan.invalid == 0 {
-                EXIT_OK
+                Ok(Exit::Ok)
             } else {
-                EXIT_ROWS_FAILED
+                Ok(Exit::RowsFailed)
             }
         }
-        Err(e) => input_error(&args.file, e),
+        Err(e) => Err(input_error(&args.file, e)),
     }
 }

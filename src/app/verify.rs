@@ -10,21 +10,17 @@ use crate::progress::Mode;
 use crate::rate::Pacing;
 use crate::store::RunState;
 
+use crate::kinds::meetings::verify::VerifyError;
+
 use super::run::Effective;
 use super::status::state_label;
 use super::*;
 
 /// `webex-bulk verify`: see [`crate::kinds::meetings::verify`].
-pub(super) async fn verify(args: VerifyArgs) -> i32 {
-    match verify_inner(args).await {
-        Ok(code) | Err(code) => code,
-    }
-}
-
-async fn verify_inner(args: VerifyArgs) -> Result<i32, i32> {
+pub(super) async fn verify(args: VerifyArgs) -> Result<Exit, Failure> {
     if !args.db.db.exists() {
         return Err(fail(
-            EXIT_USAGE,
+            Exit::Usage,
             format!("no database at {}", args.db.db.display()),
         ));
     }
@@ -35,11 +31,11 @@ async fn verify_inner(args: VerifyArgs) -> Result<i32, i32> {
         Some(id) => store.run(id),
         None => store.latest_run(),
     }
-    .map_err(|e| fail(EXIT_USAGE, e))?
-    .ok_or_else(|| fail(EXIT_USAGE, "no such run (see `webex-bulk status`)"))?;
+    .map_err(storage)?
+    .ok_or_else(|| fail(Exit::Usage, "no such run (see `webex-bulk status`)"))?;
     if run.kind != "meetings" {
         return Err(fail(
-            EXIT_USAGE,
+            Exit::Usage,
             format!(
                 "run {} is a {} run; verify checks meetings runs (people are unique by email, so a users run cannot hold duplicates)",
                 run.id, run.kind
@@ -73,7 +69,7 @@ async fn verify_inner(args: VerifyArgs) -> Result<i32, i32> {
     let options = Effective::of(&plan, &run.options);
     let (base, rate) = options.check()?;
     let (client, tokens) = connect(&plan, base)?;
-    tokens.ensure().await.map_err(|e| fail(EXIT_AUTH, e))?;
+    tokens.ensure().await.map_err(|e| fail(Exit::Auth, e))?;
     let verify_options = crate::kinds::meetings::verify::Options {
         fix: args.fix,
         concurrency: options.concurrency,
@@ -84,7 +80,7 @@ async fn verify_inner(args: VerifyArgs) -> Result<i32, i32> {
     let out: Box<dyn std::io::Write> = match &args.output {
         Some(path) => Box::new(
             std::fs::File::create(path)
-                .map_err(|e| fail(EXIT_USAGE, format!("cannot write {}: {e}", path.display())))?,
+                .map_err(|e| fail(Exit::Usage, format!("cannot write {}: {e}", path.display())))?,
         ),
         None => Box::new(std::io::stdout().lock()),
     };
@@ -99,8 +95,9 @@ async fn verify_inner(args: VerifyArgs) -> Result<i32, i32> {
     )
     .await
     .map_err(|e| match e {
-        crate::kinds::meetings::verify::VerifyError::Auth(_) => fail(EXIT_AUTH, e),
-        e => fail(EXIT_USAGE, e),
+        VerifyError::Auth(_) => fail(Exit::Auth, e),
+        VerifyError::Store(e) => e.into(),
+        e => fail(Exit::Usage, e),
     })?;
     let removed = if args.fix {
         format!(" ({} duplicates removed)", summary.removed)
@@ -121,8 +118,8 @@ async fn verify_inner(args: VerifyArgs) -> Result<i32, i32> {
         eprintln!("wrote the rows that are not ok to {}", path.display());
     }
     Ok(if summary.all_ok() {
-        EXIT_OK
+        Exit::Ok
     } else {
-        EXIT_ROWS_FAILED
+        Exit::RowsFailed
     })
 }
