@@ -2,6 +2,7 @@
 
 mod auth;
 mod slow;
+mod storage;
 mod users;
 mod util;
 
