@@ -111,16 +111,6 @@ impl Ingest<'_> {
             .expect("an ingest has its transaction until it is committed")
     }
 
-    /// The new run's id.
-    pub fn run_id(&self) -> i64 {
-        self.run_id
-    }
-
-    /// The new run's random uid (part of every integration tag).
-    pub fn uid(&self) -> &str {
-        &self.uid
-    }
-
     /// Queues rows (in line order). A row without an `error` is `pending`.
     pub fn add_rows(&mut self, rows: &[NewRow]) -> Result<()> {
         let tx = self.tx();
