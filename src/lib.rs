@@ -12,6 +12,7 @@ pub mod cli;
 pub mod csvin;
 pub mod demo;
 pub mod engine;
+pub mod header;
 pub mod ingest;
 pub mod kinds;
 pub mod progress;

@@ -60,6 +60,9 @@ pub trait Kind: Sync {
     /// The OAuth scopes its requests need: `auth status` warns when the
     /// stored token lacks one.
     fn scopes(&self) -> &'static [&'static str];
+    /// The columns its files have (canonical names and aliases), as the
+    /// shared header mapping ([`crate::header`]) takes them.
+    fn fields(&self) -> &'static [crate::header::Field];
     /// Whether [`Kind::prepare`] asks the org (then `validate` needs
     /// credentials too).
     fn needs_org(&self) -> bool {
@@ -201,6 +204,24 @@ mod tests {
         for kind in KINDS {
             assert_eq!(find(kind.name()).unwrap().name(), kind.name());
             assert!(!kind.scopes().is_empty(), "{}", kind.name());
+        }
+        for kind in KINDS {
+            // No two fields answer to the same header.
+            let mut folded: Vec<String> = kind
+                .fields()
+                .iter()
+                .flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied()))
+                .map(crate::csvin::normalize_header)
+                .collect();
+            let n = folded.len();
+            folded.sort();
+            folded.dedup();
+            assert_eq!(
+                folded.len(),
+                n,
+                "{}: a header means two fields",
+                kind.name()
+            );
         }
         let mut names = names();
         names.dedup();

@@ -1,4 +1,3 @@
-
 use super::schema::SCHEMA_V1;
 use super::*;
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::csvin::{is_valid_email, normalize_header, ColumnRef, Problem};
+use crate::csvin::{is_valid_email, ColumnRef, Problem};
 
 /// Webex: a title is at most 128 characters.
 pub const MAX_TITLE: usize = 128;
@@ -60,7 +60,7 @@ impl Field {
     ];
 
     /// The canonical column name, as the README documents it.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Field::Title => "title",
             Field::Start => "start",
@@ -77,20 +77,44 @@ impl Field {
             Field::Recurrence => "recurrence",
         }
     }
-
-    fn from_header(raw: &str) -> Option<Field> {
-        let n = normalize_header(raw);
-        Field::ALL
-            .into_iter()
-            .find(|f| normalize_header(f.name()) == n)
-    }
 }
+
+/// The fields as the shared header mapping takes them (in `Field` order).
+pub const FIELDS: [crate::header::Field; 13] = {
+    let mut fields = [crate::header::Field::named(""); 13];
+    let mut i = 0;
+    while i < 13 {
+        fields[i] = crate::header::Field::named(Field::ALL[i].name());
+        i += 1;
+    }
+    fields
+};
+
+/// What a meetings header needs: a title, a start, a host, and an end or a duration.
+const RULES: [crate::header::Rule; 4] = [
+    crate::header::Rule::Required {
+        field: Field::Title as usize,
+        fix: None,
+    },
+    crate::header::Rule::Required {
+        field: Field::Start as usize,
+        fix: None,
+    },
+    crate::header::Rule::Required {
+        field: Field::HostEmail as usize,
+        fix: None,
+    },
+    crate::header::Rule::OneOf {
+        fields: &[Field::End as usize, Field::Duration as usize],
+        fix: "add an end column (ISO 8601 time) or a duration column (minutes)",
+    },
+];
 
 /// Where each known column sits in the file.
 #[derive(Clone, Debug)]
 pub struct Layout {
-    /// For each `Field` (by discriminant), its column in the file.
-    slots: [Option<ColumnRef>; 13],
+    /// Each `Field`'s column (by discriminant).
+    mapping: crate::header::Mapping,
     /// Headers we do not know, as written (reported once, then ignored).
     pub unknown: Vec<String>,
     /// How many columns the header has.
@@ -101,69 +125,23 @@ impl Layout {
     /// Maps a header row onto the meeting fields. Fails when a required
     /// column is missing or a column appears twice.
     pub fn from_headers(headers: &[String]) -> Result<Layout, Vec<Problem>> {
-        let mut slots: [Option<ColumnRef>; 13] = Default::default();
-        let mut unknown = Vec::new();
-        let mut problems = Vec::new();
-        for (i, raw) in headers.iter().enumerate() {
-            let col = ColumnRef {
-                index: i + 1,
-                name: raw.clone(),
-            };
-            match Field::from_header(raw) {
-                Some(field) => {
-                    let slot = &mut slots[field as usize];
-                    if let Some(first) = slot {
-                        problems.push(Problem::cell(
-                            1,
-                            &col,
-                            format!(
-                                "column {} ({}) repeats column {} ({})",
-                                col.index, raw, first.index, first.name
-                            ),
-                            "keep one of the two columns and delete the other",
-                        ));
-                    } else {
-                        *slot = Some(col);
-                    }
-                }
-                None => unknown.push(raw.clone()),
-            }
+        let (mapping, problems) = crate::header::map(headers, &FIELDS, &RULES);
+        if !problems.is_empty() {
+            return Err(problems);
         }
-        for required in [Field::Title, Field::Start, Field::HostEmail] {
-            if slots[required as usize].is_none() {
-                problems.push(Problem::line(
-                    1,
-                    format!("the header has no `{}` column", required.name()),
-                    format!("add a column named {} to the first line (case, spaces, _ and - do not matter)", required.name()),
-                ));
-            }
-        }
-        if slots[Field::End as usize].is_none() && slots[Field::Duration as usize].is_none() {
-            problems.push(Problem::line(
-                1,
-                "the header has neither an `end` nor a `duration` column",
-                "add an end column (ISO 8601 time) or a duration column (minutes)",
-            ));
-        }
-        if problems.is_empty() {
-            Ok(Layout {
-                slots,
-                unknown,
-                width: headers.len(),
-            })
-        } else {
-            Err(problems)
-        }
+        Ok(Layout {
+            unknown: mapping.unmatched.iter().map(|c| c.name.clone()).collect(),
+            width: mapping.width,
+            mapping,
+        })
     }
 
     fn col(&self, f: Field) -> Option<&ColumnRef> {
-        self.slots[f as usize].as_ref()
+        self.mapping.column(f as usize)
     }
 
     fn get<'a>(&self, f: Field, fields: &'a [String]) -> Option<(&ColumnRef, &'a str)> {
-        let col = self.col(f)?;
-        let value = fields.get(col.index - 1).map(|s| s.trim()).unwrap_or("");
-        (!value.is_empty()).then_some((col, value))
+        self.mapping.get(f as usize, fields)
     }
 }
 

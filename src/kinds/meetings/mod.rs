@@ -32,6 +32,10 @@ impl Kind for Meetings {
         "Schedule meetings (POST /v1/meetings), on behalf of their hosts."
     }
 
+    fn fields(&self) -> &'static [crate::header::Field] {
+        &check::FIELDS
+    }
+
     fn scopes(&self) -> &'static [&'static str] {
         &["meeting:admin_schedule_write"]
     }

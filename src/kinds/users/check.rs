@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::csvin::{is_valid_email, normalize_header, ColumnRef, Problem};
+use crate::header::{self, Field, Mapping, Rule};
 
 pub use crate::webex::License;
 
@@ -146,7 +147,7 @@ impl UserChange {
 
 /// The person fields a file can set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Field {
+enum Person {
     Email,
     FirstName,
     LastName,
@@ -175,10 +176,54 @@ const READ_ONLY: [&str; 14] = [
     "status",
 ];
 
+/// Our columns, as the shared header mapping takes them (in `Field` order).
+pub const FIELDS: [Field; 8] = [
+    Field {
+        name: "email",
+        aliases: &["emailAddress"],
+    },
+    Field {
+        name: "firstName",
+        aliases: &["givenName"],
+    },
+    Field {
+        name: "lastName",
+        aliases: &["surname", "familyName"],
+    },
+    Field::named("displayName"),
+    Field::named("department"),
+    Field {
+        name: "title",
+        aliases: &["jobTitle"],
+    },
+    Field::named("addLicenses"),
+    Field::named("removeLicenses"),
+];
+
+/// Control Hub's export: its email column, and no add/remove columns (one
+/// TRUE/FALSE column per license instead).
+const CONTROL_HUB_FIELDS: [Field; 6] = [
+    Field {
+        name: "email",
+        aliases: &["emailAddress", "User ID/Email*"],
+    },
+    FIELDS[1],
+    FIELDS[2],
+    FIELDS[3],
+    FIELDS[4],
+    FIELDS[5],
+];
+
+const RULES: [Rule; 1] = [Rule::Required {
+    field: Person::Email as usize,
+    fix: Some("add a column named email (or use Control Hub's export, whose column is `User ID/Email (Required)`)"),
+}];
+
 /// How a file's columns map onto a user change.
 #[derive(Clone, Debug)]
 pub struct Layout {
-    fields: Vec<(Field, ColumnRef)>,
+    /// Each `Person` field's column (by discriminant).
+    mapping: Mapping,
     /// Control Hub: one TRUE/FALSE column per license.
     license_columns: Vec<(ColumnRef, LicenseRef)>,
     /// Columns ignored (unknown, or read-only in a Control Hub export).
@@ -196,70 +241,38 @@ impl Layout {
         let control_hub = headers
             .iter()
             .any(|h| normalize_header(h).starts_with("userid/email"));
+        let fields: &[Field] = if control_hub {
+            &CONTROL_HUB_FIELDS
+        } else {
+            &FIELDS
+        };
+        let (mapping, mut problems) = header::map(headers, fields, &RULES);
         let mut layout = Layout {
-            fields: Vec::new(),
             license_columns: Vec::new(),
             ignored: Vec::new(),
             control_hub,
-            width: headers.len(),
+            width: mapping.width,
+            mapping: mapping.clone(),
         };
-        let mut problems = Vec::new();
-        for (i, raw) in headers.iter().enumerate() {
-            let col = ColumnRef {
-                index: i + 1,
-                name: raw.clone(),
-            };
-            let n = normalize_header(raw);
-            let field = match n.as_str() {
-                "email" | "emailaddress" => Some(Field::Email),
-                _ if control_hub && n.starts_with("userid/email") => Some(Field::Email),
-                "firstname" | "givenname" => Some(Field::FirstName),
-                "lastname" | "surname" | "familyname" => Some(Field::LastName),
-                "displayname" => Some(Field::DisplayName),
-                "department" => Some(Field::Department),
-                "title" | "jobtitle" => Some(Field::Title),
-                "addlicenses" if !control_hub => Some(Field::AddLicenses),
-                "removelicenses" if !control_hub => Some(Field::RemoveLicenses),
-                _ => None,
-            };
-            match field {
-                Some(f) => {
-                    if let Some((_, first)) = layout.fields.iter().find(|(g, _)| *g == f) {
-                        problems.push(Problem::cell(
-                            1,
-                            &col,
-                            format!(
-                                "column {} ({raw}) repeats column {} ({})",
-                                col.index, first.index, first.name
-                            ),
-                            "keep one of the two columns",
-                        ));
-                    } else {
-                        layout.fields.push((f, col));
-                    }
-                }
-                None if control_hub && !READ_ONLY.contains(&n.as_str()) => {
-                    match resolve_license(raw, licenses) {
-                        Ok(l) => layout.license_columns.push((
-                            col,
-                            LicenseRef {
-                                id: l.id.clone(),
-                                label: l.label(),
-                            },
-                        )),
-                        Err(LicenseError::Ambiguous(..)) => {
-                            problems.push(
-                                LicenseError::Ambiguous(raw.clone(), vec![]).problem(1, &col),
-                            );
-                        }
-                        Err(LicenseError::Unknown(_)) => layout.ignored.push(raw.clone()),
-                    }
-                }
-                None => layout.ignored.push(raw.clone()),
+        for col in mapping.unmatched {
+            let raw = &col.name;
+            if !control_hub || READ_ONLY.contains(&normalize_header(raw).as_str()) {
+                layout.ignored.push(raw.clone());
+                continue;
             }
-        }
-        if !layout.fields.iter().any(|(f, _)| *f == Field::Email) {
-            problems.push(Problem::line(1, "the header has no email column", "add a column named email (or use Control Hub's export, whose column is `User ID/Email (Required)`)"));
+            match resolve_license(raw, licenses) {
+                Ok(l) => layout.license_columns.push((
+                    col.clone(),
+                    LicenseRef {
+                        id: l.id.clone(),
+                        label: l.label(),
+                    },
+                )),
+                Err(LicenseError::Ambiguous(..)) => {
+                    problems.push(LicenseError::Ambiguous(raw.clone(), vec![]).problem(1, &col));
+                }
+                Err(LicenseError::Unknown(_)) => layout.ignored.push(raw.clone()),
+            }
         }
         if problems.is_empty() {
             Ok(layout)
@@ -268,10 +281,8 @@ impl Layout {
         }
     }
 
-    fn get<'a>(&'a self, f: Field, fields: &'a [String]) -> Option<(&'a ColumnRef, &'a str)> {
-        let (_, col) = self.fields.iter().find(|(g, _)| *g == f)?;
-        let v = fields.get(col.index - 1).map(|s| s.trim()).unwrap_or("");
-        (!v.is_empty()).then_some((col, v))
+    fn get<'a>(&'a self, f: Person, fields: &'a [String]) -> Option<(&'a ColumnRef, &'a str)> {
+        self.mapping.get(f as usize, fields)
     }
 }
 
@@ -284,7 +295,7 @@ pub fn parse_row(
 ) -> Result<UserChange, Vec<Problem>> {
     let mut errors = Vec::new();
     let text = |f| layout.get(f, fields).map(|(_, v)| v.to_owned());
-    let email = match layout.get(Field::Email, fields) {
+    let email = match layout.get(Person::Email, fields) {
         Some((col, v)) if !is_valid_email(v) => {
             errors.push(Problem::cell(
                 line,
@@ -296,10 +307,9 @@ pub fn parse_row(
         }
         Some((_, v)) => v.to_ascii_lowercase(),
         None => {
-            let (_, col) = layout
-                .fields
-                .iter()
-                .find(|(f, _)| *f == Field::Email)
+            let col = layout
+                .mapping
+                .column(Person::Email as usize)
                 .expect("checked by Layout");
             errors.push(Problem::cell(
                 line,
@@ -312,11 +322,11 @@ pub fn parse_row(
     };
     let mut change = UserChange {
         email,
-        first_name: text(Field::FirstName),
-        last_name: text(Field::LastName),
-        display_name: text(Field::DisplayName),
-        department: text(Field::Department),
-        title: text(Field::Title),
+        first_name: text(Person::FirstName),
+        last_name: text(Person::LastName),
+        display_name: text(Person::DisplayName),
+        department: text(Person::Department),
+        title: text(Person::Title),
         ..UserChange::default()
     };
     let mut seen: HashMap<String, (bool, usize)> = HashMap::new();
@@ -343,7 +353,7 @@ pub fn parse_row(
             }
         }
     };
-    for (field, add) in [(Field::AddLicenses, true), (Field::RemoveLicenses, false)] {
+    for (field, add) in [(Person::AddLicenses, true), (Person::RemoveLicenses, false)] {
         if let Some((col, raw)) = layout.get(field, fields) {
             for name in raw.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 match resolve_license(name, licenses) {

@@ -33,6 +33,10 @@ impl Kind for Users {
         "Create or update people and assign or remove licenses (our CSV or a Control Hub export)."
     }
 
+    fn fields(&self) -> &'static [crate::header::Field] {
+        &check::FIELDS
+    }
+
     fn scopes(&self) -> &'static [&'static str] {
         &["spark-admin:people_write", "spark-admin:licenses_read"]
     }
