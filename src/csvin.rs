@@ -3,7 +3,7 @@
 //! This module does the I/O of reading a CSV file record by record (streaming:
 //! memory does not grow with the file) and hashes the bytes as they pass, so
 //! a run can recognise a file it has seen before. What a row *means* is the
-//! business of the job kind (see `meetings`), which only sees plain strings.
+//! business of the job kind (see `kinds`), which only sees plain strings.
 
 use std::fmt;
 use std::fs::File;

@@ -1,10 +1,12 @@
-//! The engine: carries out the pending rows of a run against Webex.
+//! The engine: carries out the pending rows of a run against Webex, for
+//! any job kind (it names none).
 //!
 //! One dispatcher claims due rows from the store (durably `in_flight`
-//! before anything is sent) and spawns one task per row. Shared by all of
-//! them: one rate limiter, one 429 pause, one token refresh. A row that must
-//! wait (retry, backoff) goes back to the store with a due time and holds no
-//! slot and no memory while it waits.
+//! before anything is sent) and spawns one task per row, which hands the row
+//! to the run's [`Runner`] with an [`Api`]: the one way a kind sends a row's
+//! requests. Shared by all of them: one rate limiter, one 429 pause, one
+//! token refresh. A row that must wait (retry, backoff) goes back to the
+//! store with a due time and holds no slot and no memory while it waits.
 //!
 //! Entry point: [`run`], which ends when every row is final, when
 //! `shutdown` fires (Ctrl-C), or when authentication fails.

@@ -1,10 +1,12 @@
 //! webex-bulk: bulk Webex administration from spreadsheets.
 //!
-//! See ARCHITECTURE.md for the map. In short: `csvin` and `meetings` read and
-//! check a file (pure), `ingest` puts its rows in the `store` (the only SQL),
-//! `engine` carries them out through `webex` (the only HTTP) under the
-//! shared pacing of `rate` and `retry` and the shared tokens of `auth`;
-//! `cli` and `app` are the command line; `sim` is the bundled Webex simulator.
+//! See ARCHITECTURE.md for the map. In short: `csvin` reads a file, `header`
+//! maps its columns onto a job kind's fields and the kind (`kinds`) checks
+//! each row (pure); `ingest` puts the rows in the `store` (the only SQL);
+//! `engine` carries them out through the kind's runner and `webex` (the
+//! only HTTP) under the shared pacing of `rate` and `retry` and the shared
+//! tokens of `auth`; `cli` and `app` are the command line; `sim` is the
+//! bundled Webex simulator.
 
 pub mod app;
 pub mod auth;
