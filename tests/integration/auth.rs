@@ -366,3 +366,90 @@ async fn a_declined_or_abandoned_login_says_so() {
         "{out:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_seen_by_many_workers_is_refreshed_once() {
+    // The token the run starts with is not valid: all 64 first requests get 401 at once.
+    let sim = start_sim(SimConfig {
+        latency: Duration::from_millis(200),
+        rotate_refresh_tokens: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let env = Env {
+        access_token: Some("expired-access-token".into()),
+        ..Env::sim()
+    };
+    let out = work
+        .run_meetings(
+            &sim,
+            &env,
+            "m.csv",
+            &meetings_csv(100),
+            &["--rate", "unlimited", "--concurrency", "64"],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let stats = sim.stats();
+    assert!(
+        stats.unauthorized >= 32,
+        "many workers saw the 401: {stats:?}"
+    );
+    assert_eq!(stats.refreshes, 1, "exactly one refresh: {stats:?}");
+    assert_each_created_once(&sim, 100);
+    // The rotated refresh token was stored, 0600, and is not the one we started with.
+    let path = work.home().join("credentials.json");
+    assert!(!std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("sim-refresh-token"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert!(
+        !out.all().contains("expired-access-token") && !out.all().contains("sim-refresh-token")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_refresh_token_pauses_the_run_and_resume_finishes_it() {
+    let sim = start_sim(SimConfig {
+        token_max_requests: Some(10),
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let revoked = Env {
+        refresh_token: Some("revoked-refresh-token".into()),
+        ..Env::sim()
+    };
+    let out = work
+        .run_meetings(&sim, &revoked, "m.csv", &meetings_csv(30), &["-vv"])
+        .await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("authentication failed"), "{out:?}");
+    assert!(out.stderr.contains("--resume 1"), "{out:?}");
+    for secret in [
+        "revoked-refresh-token",
+        "sim-access-token",
+        "sim-client-secret",
+    ] {
+        assert!(
+            !out.all().contains(secret),
+            "no token in any output, even at -vv"
+        );
+    }
+    let created = sim.stats().creates;
+    assert!((1..30).contains(&created), "{created}");
+    assert_eq!(work.status().await[0]["run"]["state"], "paused");
+
+    // The admin fixes the credentials and resumes.
+    let out = work.resume(&sim, &Env::sim(), &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_each_created_once(&sim, 30);
+}

@@ -214,6 +214,14 @@ pub fn parse_report(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     (headers, rows)
 }
 
+/// The index of the report column `name`.
+pub fn column(headers: &[String], name: &str) -> usize {
+    headers
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {headers:?}"))
+}
+
 pub fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }

@@ -1,0 +1,262 @@
+//! `run meetings`: the sample end to end and its report, the automatic rate,
+//! 429 storms, dropped connections, SIGKILL and Ctrl-C.
+
+use std::time::Duration;
+
+use crate::util::*;
+use webex_bulk::sim::SimConfig;
+
+fn sample() -> String {
+    webex_bulk::demo::rebase_dates(webex_bulk::demo::MEETINGS_SAMPLE, chrono::Utc::now()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_run_of_the_sample_creates_every_meeting_and_reports_it() {
+    let sim = start_sim(SimConfig::default()).await;
+    let work = Work::new();
+    let out = work
+        .run_meetings(
+            &sim,
+            &Env::sim(),
+            "meetings.csv",
+            &sample(),
+            &["--rate", "unlimited"],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("50 succeeded, 0 failed, 0 invalid"),
+        "{out:?}"
+    );
+    assert_each_created_once(&sim, 50);
+
+    let report = work.report(&[]).await;
+    assert_eq!(report.code, 0, "{report:?}");
+    let (headers, rows) = parse_report(&report.stdout);
+    assert_eq!(rows.len(), 50);
+    let (status, id, link) = (
+        column(&headers, "status"),
+        column(&headers, "meeting_id"),
+        column(&headers, "web_link"),
+    );
+    let ids: std::collections::HashSet<String> = sim
+        .meetings()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    for row in &rows {
+        assert_eq!(row[status], "succeeded");
+        assert!(
+            ids.contains(&row[id]),
+            "the report names a meeting the server has"
+        );
+        assert!(row[link].starts_with("https://"));
+    }
+
+    // Resuming a finished run sends nothing and gives the run's own code.
+    let before = sim.stats().requests;
+    let again = work.resume(&sim, &Env::sim(), &[]).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stderr.contains("already finished"), "{again:?}");
+    assert_eq!(sim.stats().requests, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_has_the_original_columns_then_the_results() {
+    let sim = start_sim(SimConfig::default()).await;
+    let work = Work::new();
+    let text = meetings_csv(3).replace("title,start", "Title,Start");
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "m.csv", &text, &[])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let report_path = s(&work.path("report.csv"));
+    let out = work.report(&["-o", &report_path]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let (headers, rows) = parse_report(&std::fs::read_to_string(&report_path).unwrap());
+    assert_eq!(
+        headers,
+        [
+            "Title",
+            "Start",
+            "duration",
+            "hostEmail",
+            "invitees",
+            "line",
+            "status",
+            "attempts",
+            "http_status",
+            "error",
+            "tracking_id",
+            "meeting_id",
+            "meeting_number",
+            "web_link",
+            "note"
+        ]
+    );
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        (rows[0][5].as_str(), rows[2][5].as_str()),
+        ("2", "4"),
+        "lines are the file's own"
+    );
+    assert_eq!((rows[0][7].as_str(), rows[0][8].as_str()), ("1", "200"));
+    assert!(!rows[0][10].is_empty(), "every row keeps a tracking id");
+    assert_eq!(rows[0][12].len(), 9, "the meeting number");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_pauses_every_worker_with_no_early_request() {
+    let sim = start_sim(SimConfig {
+        rate_limit: Some(15.0),
+        retry_after_secs: 1,
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let out = work
+        .run_meetings(
+            &sim,
+            &Env::sim(),
+            "m.csv",
+            &meetings_csv(60),
+            &["--rate", "unlimited", "--concurrency", "16"],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let stats = sim.stats();
+    assert!(stats.rate_limited > 0, "the storm happened: {stats:?}");
+    assert_eq!(
+        stats.early_requests, 0,
+        "nobody sent inside a Retry-After window: {stats:?}"
+    );
+    assert_each_created_once(&sim, 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_automatic_rate_finds_the_limit_and_backs_off() {
+    let sim = start_sim(SimConfig {
+        rate_limit: Some(10.0),
+        retry_after_secs: 1,
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    // No --rate: `auto` is the default. It starts at 5/s and doubles until
+    // the server says no, then rides under the limit.
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "m.csv", &meetings_csv(80), &["-v"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("adaptive rate lowered to"), "{out:?}");
+    let stats = sim.stats();
+    assert!(
+        stats.rate_limited >= 1,
+        "it probed up to the limit: {stats:?}"
+    );
+    assert!(
+        stats.rate_limited * 10 <= stats.requests,
+        "and did not keep hitting it: {stats:?}"
+    );
+    assert_eq!(stats.early_requests, 0, "{stats:?}");
+    assert_each_created_once(&sim, 80);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_never_create_a_meeting_twice() {
+    let sim = start_sim(SimConfig {
+        drop_rate: 0.3,
+        fail_rate: 0.1,
+        seed: 7,
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let out = work
+        .run_meetings(
+            &sim,
+            &Env::sim(),
+            "m.csv",
+            &meetings_csv(40),
+            // This simulator finishes a create before it answers (or drops
+            // the connection), so a short settle window is safe here; the
+            // slow-server tests cover the window itself.
+            &[
+                "--rate",
+                "unlimited",
+                "--max-attempts",
+                "20",
+                "--settle",
+                "1",
+            ],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(sim.stats().dropped > 0, "{:?}", sim.stats());
+    assert_each_created_once(&sim, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_resumes_and_creates_every_meeting_exactly_once() {
+    // Tokens expire every 30 requests and the refresh token rotates: the
+    // environment's refresh token is dead by the time of the resume, which
+    // must go on with the stored one.
+    let sim = start_sim(SimConfig {
+        latency: Duration::from_millis(30),
+        token_max_requests: Some(30),
+        rotate_refresh_tokens: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let mut child = work.spawn_meetings(
+        &sim,
+        &meetings_csv(200),
+        &["--rate", "unlimited", "--concurrency", "16"],
+    );
+    wait_until(Duration::from_secs(120), || sim.stats().creates >= 40).await;
+    child.start_kill().unwrap(); // SIGKILL: no chance to clean up
+    assert!(!child.wait().await.unwrap().success());
+    assert!(sim.stats().creates < 200, "killed mid-run");
+
+    // Creates in flight at the kill were finished before the simulator
+    // answered: a short settle window is safe (see the slow-server tests).
+    let out = work.resume(&sim, &Env::sim(), &["--settle", "1"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("in flight and will be looked up"),
+        "{out:?}"
+    );
+    assert_each_created_once(&sim, 200);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_cleanly_with_130_and_resume_finishes() {
+    let sim = start_sim(SimConfig {
+        latency: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let child = work.spawn_meetings(&sim, &meetings_csv(300), &["--rate", "100/s"]);
+    wait_until(Duration::from_secs(120), || sim.stats().creates >= 20).await;
+    let out = interrupt(child).await;
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = work.status().await;
+    assert_eq!(status[0]["run"]["state"], "interrupted");
+    assert_eq!(
+        status[0]["counts"]["in_flight"], 0,
+        "in-flight requests were let finish and recorded"
+    );
+    let out = work
+        .resume(&sim, &Env::sim(), &["--rate", "unlimited"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_each_created_once(&sim, 300);
+}
