@@ -126,9 +126,20 @@ pub async fn run(work: &Work, env: &Env, args: &[&str]) -> Output {
 
 /// `run meetings FILE` against the simulator, with the database of `work`.
 pub fn run_args<'a>(file: &'a str, db: &'a str, base: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    kind_args("meetings", file, db, base, extra)
+}
+
+/// `run KIND FILE` against the simulator, with the database `db`.
+pub fn kind_args<'a>(
+    kind: &'a str,
+    file: &'a str,
+    db: &'a str,
+    base: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut v = vec![
         "run",
-        "meetings",
+        kind,
         file,
         "--db",
         db,
@@ -236,9 +247,22 @@ impl Work {
         text: &str,
         extra: &[&str],
     ) -> Output {
+        self.run_kind("meetings", sim, env, name, text, extra).await
+    }
+
+    /// `run KIND` on `text` (written to `name`) against `sim`, with this work's database.
+    pub async fn run_kind(
+        &self,
+        kind: &str,
+        sim: &SimHandle,
+        env: &Env,
+        name: &str,
+        text: &str,
+        extra: &[&str],
+    ) -> Output {
         let file = s(&self.write(name, text));
         let (db, base) = (s(&self.db()), sim.base_url());
-        run(self, env, &run_args(&file, &db, &base, extra)).await
+        run(self, env, &kind_args(kind, &file, &db, &base, extra)).await
     }
 
     /// `run meetings` as a child process left running (to be killed).
@@ -248,11 +272,28 @@ impl Work {
         text: &str,
         extra: &[&str],
     ) -> tokio::process::Child {
-        let file = s(&self.write("m.csv", text));
+        self.spawn_kind("meetings", sim, "m.csv", text, extra)
+    }
+
+    /// `run KIND` on `text` (written to `name`) as a child process left
+    /// running (to be killed).
+    pub fn spawn_kind(
+        &self,
+        kind: &str,
+        sim: &SimHandle,
+        name: &str,
+        text: &str,
+        extra: &[&str],
+    ) -> tokio::process::Child {
+        let file = s(&self.write(name, text));
         let (db, base) = (s(&self.db()), sim.base_url());
-        command(self, &Env::sim(), &run_args(&file, &db, &base, extra))
-            .spawn()
-            .expect("the binary starts")
+        command(
+            self,
+            &Env::sim(),
+            &kind_args(kind, &file, &db, &base, extra),
+        )
+        .spawn()
+        .expect("the binary starts")
     }
 
     /// The arguments of `run --resume [extra]` against `sim`.
