@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary, the bundled simulator, real loopback HTTP.
 
 mod auth;
+mod conformance;
 mod input;
 mod meetings;
 mod slow;
