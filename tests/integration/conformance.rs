@@ -75,7 +75,7 @@ fn case_file<K: KindCase>(valid: usize, with_invalid: bool) -> CaseFile {
     } else {
         Vec::new()
     };
-    // Invalid row j goes after valid row (j + 1) * valid / (bad + 1).
+    // The j-th invalid row (from 1) goes after valid row j * valid / (bad + 1).
     let after: Vec<usize> = (1..=bad.len())
         .map(|j| j * valid / (bad.len() + 1))
         .collect();
@@ -138,7 +138,7 @@ fn assert_every_row_once<K: KindCase>(sim: &SimHandle, file: &CaseFile) {
     assert_eq!(K::duplicates(&stats), 0, "{stats:?}");
 }
 
-/// The report has every valid row succeeded, and only the invalid rows invalid.
+/// The report has a row for every line of the file, and every valid row succeeded.
 async fn assert_report_every_row_done(work: &Work, file: &CaseFile) {
     let report = work.report(&[]).await;
     assert_eq!(report.code, 0, "{report:?}");
