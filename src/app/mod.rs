@@ -119,6 +119,7 @@ fn print_problem(path: &Path, p: &Problem) {
 async fn prepare(kind: &dyn Kind, org: Option<&Org>) -> Result<Box<dyn Job>, Failure> {
     kind.prepare(org).await.map_err(|e| match e {
         PrepareError::Auth(e) => fail(Exit::Auth, e),
+        PrepareError::Unauthorized(e) => fail(Exit::Auth, e),
         PrepareError::Org(e) => fail(Exit::Usage, e),
     })
 }

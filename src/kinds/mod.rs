@@ -12,12 +12,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use crate::auth::{AuthError, TokenManager};
 use crate::csvin::Problem;
 use crate::engine::Api;
+use crate::retry::{parse_retry_after, BACKOFF_BASE, BACKOFF_CAP};
 use crate::store::{Claimed, Outcome, ReportRow};
 use crate::webex::{Answer, ApiError, Client};
 
@@ -156,16 +161,35 @@ pub enum PrepareError {
     /// The credentials do not work.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The token was refused, even after the refresh.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The org did not answer what the kind needs.
     #[error("{0}")]
     Org(String),
 }
 
 /// The org, as a kind sees it while preparing a run: one request at a time,
-/// with the run's one token (and its one refresh on a 401).
+/// with the run's one token (and its one refresh on a 401). A transient
+/// failure (5xx, timeout, dropped connection) is tried again with backoff
+/// and a 429 after its Retry-After, up to [`ORG_ATTEMPTS`] times: a run
+/// should not end on one bad answer before its first row.
 pub struct Org {
     client: Client,
     tokens: Arc<TokenManager>,
+}
+
+/// How many times [`Org::get`] sends a request before it gives up.
+pub const ORG_ATTEMPTS: usize = 8;
+
+/// Why one attempt of [`Org::get`] did not return.
+enum OrgTry {
+    /// The credentials do not work: not tried again.
+    Auth(AuthError),
+    /// The request failed.
+    Api(ApiError),
+    /// A 401 led to the one refresh: go again at once.
+    Refreshed(ApiError),
 }
 
 impl Org {
@@ -173,25 +197,64 @@ impl Org {
         Org { client, tokens }
     }
 
-    /// Sends one request (`what` names it in errors); a 401 gets the one
-    /// refresh and one more try.
+    /// Sends one request (`what` names it in errors), trying again as the
+    /// type's doc says.
     pub async fn get<T, F, Fut>(&self, what: &str, send: F) -> Result<T, PrepareError>
     where
         F: Fn(Client, SecretString) -> Fut,
         Fut: Future<Output = Result<Answer<T>, ApiError>>,
     {
-        let (token, generation) = self.tokens.ensure().await?;
-        let answer = match send(self.client.clone(), token).await {
-            Err(e) if e.is_unauthorized() => {
-                self.tokens.refresh_after(generation).await?;
-                let (token, _) = self.tokens.current().ok_or(AuthError::Missing)?;
-                send(self.client.clone(), token).await
+        let refreshed = std::sync::atomic::AtomicBool::new(false);
+        let attempt = || async {
+            let (token, generation) = self.tokens.ensure().await.map_err(OrgTry::Auth)?;
+            match send(self.client.clone(), token).await {
+                Ok(answer) => Ok(answer.value),
+                Err(e) if e.is_unauthorized() && !refreshed.swap(true, Ordering::Relaxed) => {
+                    self.tokens
+                        .refresh_after(generation)
+                        .await
+                        .map_err(OrgTry::Auth)?;
+                    Err(OrgTry::Refreshed(e))
+                }
+                Err(e) => Err(OrgTry::Api(e)),
             }
-            other => other,
         };
-        answer
-            .map(|a| a.value)
-            .map_err(|e| PrepareError::Org(format!("cannot {what}: {e}")))
+        let result = attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(BACKOFF_BASE)
+                    .with_max_delay(BACKOFF_CAP)
+                    .with_jitter()
+                    .with_max_times(ORG_ATTEMPTS - 1),
+            )
+            .when(|e| match e {
+                OrgTry::Refreshed(_) => true,
+                OrgTry::Api(e) => e.is_retryable() || e.is_rate_limited(),
+                OrgTry::Auth(_) => false,
+            })
+            .adjust(|e, delay| match e {
+                OrgTry::Refreshed(_) => delay.map(|_| Duration::ZERO),
+                OrgTry::Api(e) if e.is_rate_limited() => {
+                    let wait = parse_retry_after(e.retry_after(), SystemTime::now());
+                    delay.map(|d| d.max(wait))
+                }
+                _ => delay,
+            })
+            .notify(|e, delay| {
+                if let OrgTry::Api(e) = e {
+                    tracing::warn!("cannot {what} yet ({e}); trying again in {delay:?}");
+                }
+            })
+            .await;
+        result.map_err(|e| match e {
+            OrgTry::Auth(e) => PrepareError::Auth(e),
+            OrgTry::Api(e) | OrgTry::Refreshed(e) if e.is_unauthorized() => {
+                PrepareError::Unauthorized(format!("cannot {what}: {e}"))
+            }
+            OrgTry::Api(e) | OrgTry::Refreshed(e) => {
+                PrepareError::Org(format!("cannot {what}: {e}"))
+            }
+        })
     }
 }
 
@@ -234,5 +297,50 @@ mod tests {
             err.contains("user-settings-v9") && err.contains("meetings, users"),
             "{err}"
         );
+    }
+
+    /// The org's answers come through one bad answer: the request is sent
+    /// again (the simulator's seeded faults make this deterministic).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_org_request_is_tried_again_after_a_transient_failure() {
+        let sim = crate::sim::start(
+            crate::sim::SimConfig {
+                fail_rate: 0.6,
+                // The first two answers fail, the third does not.
+                seed: 5,
+                ..crate::sim::SimConfig::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let client = Client::new(
+            crate::webex::check_base_url(&sim.base_url()).unwrap(),
+            Duration::from_secs(30),
+        );
+        let home = tempfile::tempdir().unwrap();
+        let creds = crate::auth::resolve(
+            crate::auth::EnvCredentials {
+                access_token: Some("sim-access-token".to_owned().into()),
+                ..Default::default()
+            },
+            None,
+        );
+        let tokens = TokenManager::new(
+            creds,
+            client.clone(),
+            crate::auth::CredentialStore::new(home.path()),
+            "default",
+        );
+        let org = Org::new(client, Arc::new(tokens));
+        let licenses = org
+            .get("list the licenses", |client, token| async move {
+                client.licenses(&token).await
+            })
+            .await;
+        assert!(licenses.is_ok(), "{:?}", licenses.err());
+        let stats = sim.stats();
+        assert_eq!(stats.injected_failures, 2, "{stats:?}");
+        assert_eq!(stats.requests, stats.injected_failures + 1);
     }
 }

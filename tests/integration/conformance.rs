@@ -210,12 +210,12 @@ async fn killed_mid_run_then_resumed<K: KindCase>() {
 async fn dropped_connections<K: KindCase>() {
     // Enough creates that some are dropped whatever the order of requests.
     const ROWS: usize = 40;
-    // The seed decides which requests fail. The first draw is for the first
-    // request, a users run's one license listing: a 5xx there ends the run
-    // (it is not retried), so the seed is one whose first draw passes.
+    // The seed decides which requests fail; with this one the first draw
+    // fails, which for users is the run's one license listing (tried again
+    // like any transient failure before the first row).
     let config = SimConfig {
         fail_rate: 0.1,
-        seed: 8,
+        seed: 7,
         ..SimConfig::default()
     };
     let sim = start_sim(K::drop_after_work(K::sim(config), 0.3)).await;
