@@ -148,12 +148,20 @@ async fn a_killed_run_resumes_and_creates_every_meeting_exactly_once() {
     })
     .await;
     let work = Work::new();
+    // At 50/s the kill lands about half a second from the next refresh
+    // (request 60): a kill between the simulator rotating the refresh token
+    // and the client storing the new one would leave no working token, for
+    // any client (the resume would rightly stop for new credentials).
     let mut child = work.spawn_meetings(
         &sim,
         &meetings_csv(200),
-        &["--rate", "unlimited", "--concurrency", "16"],
+        &["--rate", "50/s", "--concurrency", "16"],
     );
-    wait_until(Duration::from_secs(120), || sim.stats().creates >= 40).await;
+    wait_until(Duration::from_secs(120), || {
+        let stats = sim.stats();
+        stats.refreshes >= 1 && stats.creates >= 35
+    })
+    .await;
     child.start_kill().unwrap(); // SIGKILL: no chance to clean up
     assert!(!child.wait().await.unwrap().success());
     assert!(sim.stats().creates < 200, "killed mid-run");
