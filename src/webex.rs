@@ -246,6 +246,15 @@ fn bearer(token: &SecretString) -> HeaderValue {
 /// How long a connection may take to open; a request leaves by then.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The roots a server certificate must chain to: Mozilla's list, compiled in
+/// (as reqwest 0.12's `rustls-tls` had it), not the system's trust store
+/// that reqwest 0.13 uses by default.
+fn tls_roots() -> impl Iterator<Item = reqwest::Certificate> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der).expect("a DER certificate"))
+}
+
 /// A fresh TrackingID for one request.
 pub fn new_tracking_id() -> String {
     format!("WEBEXBULK_{}", uuid::Uuid::new_v4())
@@ -259,6 +268,7 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
+            .tls_certs_only(tls_roots())
             .build()
             .expect("a TLS backend is compiled in");
         Client {
