@@ -7,10 +7,20 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
+
+mod callback;
+mod meetings;
+mod oauth;
+mod people;
+
+pub use callback::{receive_callback, CallbackQuery};
+pub use meetings::Meeting;
+pub use oauth::{GrantError, TokenGrant};
+pub use people::{License, Person, UserLicenses};
 
 /// The header Webex uses to correlate a request with its logs.
 pub const TRACKING_HEADER: &str = "TrackingID";
@@ -135,72 +145,12 @@ impl ApiError {
     }
 }
 
-/// What we keep of a meeting Webex returns.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Meeting {
-    pub id: String,
-    #[serde(default)]
-    pub meeting_number: Option<String>,
-    #[serde(default)]
-    pub web_link: Option<String>,
-    #[serde(default)]
-    pub host_email: Option<String>,
-    #[serde(default)]
-    pub start: Option<String>,
-    #[serde(default)]
-    pub end: Option<String>,
-    #[serde(default)]
-    pub title: Option<String>,
-}
-
 /// A successful answer and the trackingId that came with it.
 #[derive(Clone, Debug)]
 pub struct Answer<T> {
     pub value: T,
     pub status: u16,
     pub tracking_id: Option<String>,
-}
-
-/// The token endpoint's answer.
-#[derive(Clone, Deserialize)]
-pub struct TokenGrant {
-    pub access_token: SecretString,
-    #[serde(default)]
-    pub expires_in: Option<u64>,
-    #[serde(default)]
-    pub refresh_token: Option<SecretString>,
-    #[serde(default)]
-    pub refresh_token_expires_in: Option<u64>,
-    /// The granted scopes, space-separated.
-    #[serde(default)]
-    pub scope: Option<String>,
-}
-
-impl std::fmt::Debug for TokenGrant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenGrant")
-            .field("access_token", &"[REDACTED]")
-            .field("expires_in", &self.expires_in)
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
-            )
-            .field("refresh_token_expires_in", &self.refresh_token_expires_in)
-            .field("scope", &self.scope)
-            .finish()
-    }
-}
-
-/// Why a token grant failed.
-#[derive(Debug, thiserror::Error)]
-pub enum GrantError {
-    /// The server refused (bad, expired or revoked refresh token; wrong client).
-    #[error("the token endpoint refused: {0}")]
-    Refused(String),
-    /// The server could not be reached or did not answer properly.
-    #[error("the token endpoint failed: {0}")]
-    Unavailable(ApiError),
 }
 
 /// An HTTP client for one Webex base URL.
@@ -349,108 +299,6 @@ impl Client {
         Err(status_error(status, &headers, &bytes, header_tracking))
     }
 
-    /// `POST /meetings`. `body` is the JSON the queue stored for the row.
-    pub async fn create_meeting(
-        &self,
-        token: &SecretString,
-        body: &str,
-        tracking_id: &str,
-    ) -> Result<Answer<Meeting>, ApiError> {
-        let req = self
-            .http
-            .post(self.url("meetings"))
-            .header(AUTHORIZATION, bearer(token))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_owned());
-        self.send(req, tracking_id).await
-    }
-
-    /// `GET /meetings?integrationTag=&hostEmail=&from=&to=`: every meeting
-    /// that carries our tag, in a window around the meeting (the API only
-    /// looks at a window, 7 days from now by default), following the
-    /// `Link: rel="next"` pages (up to [`MAX_PAGES`]).
-    pub async fn find_meetings_by_tag(
-        &self,
-        token: &SecretString,
-        tag: &str,
-        host_email: &str,
-        from: &str,
-        to: &str,
-        tracking_id: &str,
-    ) -> Result<Answer<Vec<Meeting>>, ApiError> {
-        let mut req = self
-            .http
-            .get(self.url("meetings"))
-            .header(AUTHORIZATION, bearer(token))
-            .query(&[
-                ("integrationTag", tag),
-                ("hostEmail", host_email),
-                ("from", from),
-                ("to", to),
-                ("max", "100"),
-            ]);
-        let mut found = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let (a, next): (Answer<Items<Meeting>>, _) = self.send_paged(req, tracking_id).await?;
-            // A meeting listed twice (pages shifting under us) counts once.
-            for m in a.value.items {
-                if !found.iter().any(|f: &Meeting| f.id == m.id) {
-                    found.push(m);
-                }
-            }
-            match next {
-                Some(url) => req = self.http.get(url).header(AUTHORIZATION, bearer(token)),
-                None => {
-                    return Ok(Answer {
-                        value: found,
-                        status: a.status,
-                        tracking_id: a.tracking_id,
-                    })
-                }
-            }
-        }
-        Err(ApiError::Decode {
-            status: 200,
-            detail: format!("more than {MAX_PAGES} pages of meetings carry the tag {tag}"),
-            tracking_id: None,
-        })
-    }
-
-    /// `DELETE /meetings/{id}?hostEmail=&sendEmail=false`: removes a
-    /// duplicate without a cancellation email (the row's own meeting stays,
-    /// and invitees told it was cancelled would stay away from it). A
-    /// meeting that is already gone (404) counts as removed.
-    pub async fn delete_meeting(
-        &self,
-        token: &SecretString,
-        id: &str,
-        host_email: &str,
-        tracking_id: &str,
-    ) -> Result<Answer<()>, ApiError> {
-        let req = self
-            .http
-            .delete(self.url(&format!("meetings/{id}")))
-            .header(AUTHORIZATION, bearer(token))
-            .query(&[("hostEmail", host_email), ("sendEmail", "false")]);
-        match self.send::<serde_json::Value>(req, tracking_id).await {
-            Ok(a) => Ok(Answer {
-                value: (),
-                status: a.status,
-                tracking_id: a.tracking_id,
-            }),
-            Err(ApiError::Status {
-                status: 404,
-                tracking_id,
-                ..
-            }) => Ok(Answer {
-                value: (),
-                status: 404,
-                tracking_id,
-            }),
-            Err(e) => Err(e),
-        }
-    }
-
     /// `url` if it is on this client's server (scheme, host and port), so
     /// that a `Link` header can never send our token elsewhere.
     fn same_server(&self, url: &str) -> Option<Url> {
@@ -460,280 +308,12 @@ impl Client {
             && url.port_or_known_default() == self.base.port_or_known_default())
         .then_some(url)
     }
-
-    /// `POST /access_token` with the refresh-token grant.
-    pub async fn refresh_grant(
-        &self,
-        client_id: &str,
-        client_secret: &SecretString,
-        refresh_token: &SecretString,
-    ) -> Result<TokenGrant, GrantError> {
-        self.grant(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", client_id),
-            ("client_secret", client_secret.expose_secret()),
-            ("refresh_token", refresh_token.expose_secret()),
-        ])
-        .await
-    }
-
-    /// `POST /access_token` with the authorization-code grant and the PKCE verifier.
-    pub async fn code_grant(
-        &self,
-        client_id: &str,
-        client_secret: &SecretString,
-        code: &SecretString,
-        redirect_uri: &str,
-        code_verifier: &SecretString,
-    ) -> Result<TokenGrant, GrantError> {
-        self.grant(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id),
-            ("client_secret", client_secret.expose_secret()),
-            ("code", code.expose_secret()),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", code_verifier.expose_secret()),
-        ])
-        .await
-    }
-
-    async fn grant(&self, form: &[(&str, &str)]) -> Result<TokenGrant, GrantError> {
-        let req = self.http.post(self.url("access_token")).form(form);
-        match self.send::<TokenGrant>(req, &new_tracking_id()).await {
-            Ok(a) => Ok(a.value),
-            Err(e @ ApiError::Status { status, .. })
-                if (400..500).contains(&status) && status != 429 =>
-            {
-                Err(GrantError::Refused(e.to_string()))
-            }
-            Err(e) => Err(GrantError::Unavailable(e)),
-        }
-    }
-
-    /// `GET /people/me`: whom the token belongs to.
-    pub async fn me(&self, token: &SecretString) -> Result<Answer<Person>, ApiError> {
-        let req = self
-            .http
-            .get(self.url("people/me"))
-            .header(AUTHORIZATION, bearer(token));
-        self.send(req, &new_tracking_id()).await
-    }
-
-    /// `GET /licenses`: the org's licenses.
-    pub async fn licenses(&self, token: &SecretString) -> Result<Answer<Vec<License>>, ApiError> {
-        let req = self
-            .http
-            .get(self.url("licenses"))
-            .header(AUTHORIZATION, bearer(token));
-        let a: Answer<Items<License>> = self.send(req, &new_tracking_id()).await?;
-        Ok(Answer {
-            value: a.value.items,
-            status: a.status,
-            tracking_id: a.tracking_id,
-        })
-    }
-
-    /// `GET /people?email=`: the person with this email, if any.
-    pub async fn find_person(
-        &self,
-        token: &SecretString,
-        email: &str,
-        tracking_id: &str,
-    ) -> Result<Answer<Option<Person>>, ApiError> {
-        let req = self
-            .http
-            .get(self.url("people"))
-            .header(AUTHORIZATION, bearer(token))
-            .query(&[("email", email)]);
-        let a: Answer<Items<Person>> = self.send(req, tracking_id).await?;
-        let found = a
-            .value
-            .items
-            .into_iter()
-            .find(|p| p.emails.iter().any(|e| e.eq_ignore_ascii_case(email)));
-        Ok(Answer {
-            value: found,
-            status: a.status,
-            tracking_id: a.tracking_id,
-        })
-    }
-
-    /// `GET /people/{id}`, whole, as the basis of a full-replace `PUT`.
-    pub async fn get_person_raw(
-        &self,
-        token: &SecretString,
-        id: &str,
-        tracking_id: &str,
-    ) -> Result<Answer<serde_json::Map<String, serde_json::Value>>, ApiError> {
-        let req = self
-            .http
-            .get(self.url(&format!("people/{}", encode_segment(id))))
-            .header(AUTHORIZATION, bearer(token));
-        self.send(req, tracking_id).await
-    }
-
-    /// `POST /people`.
-    pub async fn create_person(
-        &self,
-        token: &SecretString,
-        body: &serde_json::Value,
-        tracking_id: &str,
-    ) -> Result<Answer<Person>, ApiError> {
-        let req = self
-            .http
-            .post(self.url("people"))
-            .header(AUTHORIZATION, bearer(token))
-            .json(body);
-        self.send(req, tracking_id).await
-    }
-
-    /// `PUT /people/{id}` (a full replace: send every field to keep).
-    pub async fn update_person(
-        &self,
-        token: &SecretString,
-        id: &str,
-        body: &serde_json::Value,
-        tracking_id: &str,
-    ) -> Result<Answer<Person>, ApiError> {
-        let req = self
-            .http
-            .put(self.url(&format!("people/{}", encode_segment(id))))
-            .header(AUTHORIZATION, bearer(token))
-            .json(body);
-        self.send(req, tracking_id).await
-    }
-
-    /// `PATCH /licenses/users`: 200 when every operation applied, 206 when only some did.
-    pub async fn patch_licenses(
-        &self,
-        token: &SecretString,
-        body: &serde_json::Value,
-        tracking_id: &str,
-    ) -> Result<Answer<UserLicenses>, ApiError> {
-        let req = self
-            .http
-            .patch(self.url("licenses/users"))
-            .header(AUTHORIZATION, bearer(token))
-            .json(body);
-        self.send(req, tracking_id).await
-    }
-
-    /// The browser consent URL: `{base}/authorize?client_id=..&response_type=code&redirect_uri=..&scope=..&state=..&code_challenge=..&code_challenge_method=S256`.
-    pub fn authorize_url(
-        &self,
-        client_id: &str,
-        redirect_uri: &str,
-        scopes: &str,
-        state: &str,
-        code_challenge: &str,
-    ) -> Url {
-        let mut url = self.url("authorize");
-        url.query_pairs_mut()
-            .append_pair("client_id", client_id)
-            .append_pair("response_type", "code")
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("scope", scopes)
-            .append_pair("state", state)
-            .append_pair("code_challenge", code_challenge)
-            .append_pair("code_challenge_method", "S256");
-        url
-    }
-}
-
-/// A license of the org, as `GET /v1/licenses` lists it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct License {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub total_units: u64,
-    #[serde(default)]
-    pub consumed_units: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site_url: Option<String>,
-}
-
-/// A person, as `GET /people` describes them (the fields we use).
-#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Person {
-    pub id: String,
-    #[serde(default)]
-    pub emails: Vec<String>,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub department: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(default)]
-    pub org_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub licenses: Vec<String>,
-}
-
-/// The answer of `PATCH /licenses/users` (UserLicensesResponse).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserLicenses {
-    #[serde(default)]
-    pub person_id: Option<String>,
-    #[serde(default)]
-    pub licenses: Vec<String>,
 }
 
 /// A path segment, percent-encoded (Webex ids are URL-safe base64; this
 /// keeps a malformed one from changing the path).
 fn encode_segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// The query of the one browser redirect an OAuth login waits for.
-pub type CallbackQuery = std::collections::HashMap<String, String>;
-
-/// Serves `GET /callback` on `listener` until the first such request (or
-/// `timeout`), answers the browser with a short page, and returns the
-/// redirect's query. The listener is closed when this returns.
-pub async fn receive_callback(
-    listener: tokio::net::TcpListener,
-    timeout: Duration,
-) -> Option<CallbackQuery> {
-    use axum::extract::{Query, State};
-    use axum::response::Html;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<CallbackQuery>(1);
-    let page = |Query(q): Query<CallbackQuery>,
-                State(tx): State<tokio::sync::mpsc::Sender<CallbackQuery>>| async move {
-        let ok = q.contains_key("code");
-        let _ = tx.try_send(q);
-        Html(if ok {
-            "<html><body><h3>webex-bulk: authorization received.</h3><p>You can close this window and return to the terminal.</p></body></html>"
-        } else {
-            "<html><body><h3>webex-bulk: authorization was not granted.</h3><p>See the terminal for details.</p></body></html>"
-        })
-    };
-    let app = axum::Router::new()
-        .route("/callback", axum::routing::get(page))
-        .with_state(tx);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
-    let got = tokio::time::timeout(timeout, rx.recv())
-        .await
-        .ok()
-        .flatten();
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    got
 }
 
 /// The most pages one listing follows.
