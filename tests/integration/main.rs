@@ -6,5 +6,6 @@ mod input;
 mod meetings;
 mod slow;
 mod storage;
+mod upgrade;
 mod users;
 mod util;
