@@ -541,6 +541,10 @@ async fn an_old_users_run_resumes_and_the_person_in_flight_is_found_not_created_
     assert_eq!(row["person_id"], eva_id, "Eva was found: {row:?}");
     assert_eq!(row["action"], "no change", "{row:?}");
     assert_eq!(
+        row["attempts"], "1",
+        "one lookup found her; nothing was sent: {row:?}"
+    );
+    assert_eq!(
         (
             row["licenses_before"].as_str(),
             row["licenses_after"].as_str()
