@@ -27,6 +27,16 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// Every exit, in the README's order.
+    pub const ALL: [Exit; 6] = [
+        Exit::Ok,
+        Exit::RowsFailed,
+        Exit::Usage,
+        Exit::Auth,
+        Exit::Storage,
+        Exit::Interrupted,
+    ];
+
     /// The process exit code.
     pub const fn code(self) -> u8 {
         match self {
@@ -50,16 +60,7 @@ impl Exit {
 
     /// The exit a finished run recorded (its code), if it is one of ours.
     pub fn from_code(code: i64) -> Option<Exit> {
-        [
-            Exit::Ok,
-            Exit::RowsFailed,
-            Exit::Usage,
-            Exit::Auth,
-            Exit::Storage,
-            Exit::Interrupted,
-        ]
-        .into_iter()
-        .find(|e| i64::from(e.code()) == code)
+        Exit::ALL.into_iter().find(|e| i64::from(e.code()) == code)
     }
 }
 
@@ -117,17 +118,9 @@ mod tests {
 
     #[test]
     fn each_class_has_its_own_documented_code() {
-        let all = [
-            Exit::Ok,
-            Exit::RowsFailed,
-            Exit::Usage,
-            Exit::Auth,
-            Exit::Storage,
-            Exit::Interrupted,
-        ];
-        let codes: Vec<u8> = all.iter().map(|e| e.code()).collect();
+        let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
         assert_eq!(codes, [0, 1, 2, 3, 4, 130]);
-        for e in all {
+        for e in Exit::ALL {
             assert_eq!(Exit::from_code(i64::from(e.code())), Some(e));
         }
         assert_eq!(Exit::from_code(7), None);
@@ -135,5 +128,13 @@ mod tests {
         assert_eq!(Exit::of_counts(&counts), Exit::Ok);
         counts.invalid = 1;
         assert_eq!(Exit::of_counts(&counts), Exit::RowsFailed);
+        let store = Failure::from(StoreError::WriterGone);
+        assert_eq!(store.exit, Exit::Storage, "the database failed");
+        let output = Failure::from(StoreError::Output("cannot write the report".into()));
+        assert_eq!(
+            output.exit,
+            Exit::Usage,
+            "the output failed, not the database"
+        );
     }
 }
