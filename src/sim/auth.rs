@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::authorize::{redeem_code, CodeRequest};
 use super::errors::TrackingId;
-use super::state::SimState;
+use super::model::state::SimState;
 use super::SimConfig;
 
 /// Book-keeping for one access token.

@@ -19,7 +19,7 @@ use url::Url;
 
 use super::auth::{new_token, Grant, OAuthError};
 use super::errors::TrackingId;
-use super::state::SimState;
+use super::model::state::SimState;
 
 /// How long an issued code can be redeemed (Webex does not document it; ten minutes is
 /// the usual upper bound, RFC 6749 section 4.1.2).

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::errors::{ApiError, TrackingId};
-use super::org::{new_person_id, SimLicense, SimPerson};
+use super::model::org::{new_person_id, SimLicense, SimPerson};
 use super::SimConfig;
 
 /// `siteType` of every license with a `siteUrl`.
@@ -615,7 +615,7 @@ pub(crate) fn full_name(first: Option<&str>, last: Option<&str>) -> Option<Strin
 
 #[cfg(test)]
 mod tests {
-    use super::super::org::{LICENSE_ASSISTANT, LICENSE_MEETING_ACME, LICENSE_MESSAGING};
+    use super::super::model::org::{LICENSE_ASSISTANT, LICENSE_MEETING_ACME, LICENSE_MESSAGING};
     use super::*;
 
     const NOW: &str = "2027-01-10T12:00:00.000Z";

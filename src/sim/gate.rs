@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::bearer_token;
 use super::errors::{ApiError, TrackingId, TRACKING_HEADER};
-use super::limiter::Verdict;
-use super::state::SimState;
+use super::model::limiter::Verdict;
+use super::model::state::SimState;
 use super::SimConfig;
 
 /// Prefix of the simulated REST API; other paths (such as `/_sim/stats`) skip the gate.

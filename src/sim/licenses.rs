@@ -13,8 +13,9 @@ use serde_json::json;
 
 use super::directory::{Operation, Target};
 use super::errors::{ApiError, TrackingId};
-use super::people::{check_org, now};
-use super::state::SimState;
+use super::model::state::SimState;
+use super::model::times::now;
+use super::people::check_org;
 
 /// Query parameters of `GET /v1/licenses`.
 #[derive(Debug, Default, Deserialize)]

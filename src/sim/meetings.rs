@@ -18,10 +18,10 @@ use tokio::task::{JoinError, JoinHandle};
 use uuid::Uuid;
 
 use super::errors::{ApiError, TrackingId};
+use super::model::state::SimState;
+use super::model::times::{format_in, parse_instant};
 use super::paging;
 use super::server::ConnectionKill;
-use super::state::SimState;
-use super::times::{format_in, parse_instant};
 use super::validate::{is_valid_email, validate_create, NewMeeting};
 
 /// The user every access token belongs to: the default host and the user whose

@@ -24,15 +24,12 @@ mod directory;
 mod errors;
 mod gate;
 mod licenses;
-mod limiter;
 mod meetings;
-mod org;
+mod model;
 mod paging;
 mod people;
 mod person_body;
 mod server;
-mod state;
-mod times;
 mod validate;
 
 #[cfg(test)]
@@ -50,9 +47,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use state::SimState;
+use model::state::SimState;
 
-pub use org::{
+pub use model::org::{
     SimLicense, SimPerson, LICENSE_ASSISTANT, LICENSE_CALLING_PROFESSIONAL,
     LICENSE_ENTERPRISE_EDITION, LICENSE_MEETING_ACME, LICENSE_MEETING_ACME_EU, LICENSE_MESSAGING,
 };
@@ -182,7 +179,7 @@ impl Default for SimConfig {
             granted_scopes: DEFAULT_GRANTED_SCOPES.to_owned(),
             refresh_token_lifetime: Duration::from_secs(90 * 24 * 3600),
             org_id: DEFAULT_ORG_ID.to_owned(),
-            licenses: org::default_licenses(),
+            licenses: model::org::default_licenses(),
             people: Vec::new(),
         }
     }

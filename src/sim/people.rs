@@ -10,15 +10,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::errors::{ApiError, TrackingId};
+use super::model::state::SimState;
+use super::model::times::now;
 use super::paging;
 use super::person_body::{check_create, check_replace};
 use super::server::ConnectionKill;
-use super::state::SimState;
 use super::ADMIN_EMAIL;
 
 /// `max` of a listing when not given.
@@ -44,11 +44,6 @@ pub(crate) async fn me(State(sim): State<Arc<SimState>>) -> Json<Value> {
         "status": "active",
         "type": "person",
     }))
-}
-
-/// Now as Webex writes `created` and `lastModified`.
-pub(crate) fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// 403 unless `org_id` (an `orgId` of a body or query) is absent or the simulator's

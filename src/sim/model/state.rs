@@ -11,12 +11,12 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::auth::TokenStore;
-use super::authorize::CodeStore;
-use super::directory::Directory;
 use super::limiter::RateLimiter;
-use super::meetings::MeetingStore;
-use super::{SimConfig, SimStats};
+use crate::sim::auth::TokenStore;
+use crate::sim::authorize::CodeStore;
+use crate::sim::directory::Directory;
+use crate::sim::meetings::MeetingStore;
+use crate::sim::{SimConfig, SimStats};
 
 /// Everything the handlers share.
 #[derive(Debug)]
@@ -60,7 +60,7 @@ impl SimState {
             limiter: Mutex::new(limiter),
             decisions: Mutex::new(StdRng::seed_from_u64(config.seed)),
             meetings: Mutex::default(),
-            directory: Mutex::new(Directory::new(&config, &super::people::now())),
+            directory: Mutex::new(Directory::new(&config, &super::times::now())),
             config,
         }
     }

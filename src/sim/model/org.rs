@@ -34,7 +34,7 @@ impl SimLicense {
 
 /// A person the organization has at start. Their `licenses` count towards the
 /// licenses' `consumedUnits` (even beyond `totalUnits`); ids that are not among
-/// [`SimConfig::licenses`](super::SimConfig::licenses) are dropped.
+/// [`SimConfig::licenses`](crate::sim::SimConfig::licenses) are dropped.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SimPerson {
     /// The person's only email address (matched case-insensitively).
@@ -76,7 +76,7 @@ pub const LICENSE_ASSISTANT: &str =
 /// Name of both default meeting licenses.
 const MEETING_NAME: &str = "Meeting - Webex Enterprise";
 
-/// The default [`SimConfig::licenses`](super::SimConfig::licenses).
+/// The default [`SimConfig::licenses`](crate::sim::SimConfig::licenses).
 pub(crate) fn default_licenses() -> Vec<SimLicense> {
     vec![
         SimLicense::new(

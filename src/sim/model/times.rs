@@ -1,6 +1,9 @@
-//! ISO 8601 date-time parsing and formatting as the meetings API does it.
+//! ISO 8601 date-times as the Webex APIs write them: meeting times parsed and formatted
+//! as the meetings API does it, and the `created` / `lastModified` stamp of people.
 
-use chrono::{DateTime, DurationRound, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono::{
+    DateTime, DurationRound, NaiveDate, NaiveDateTime, SecondsFormat, TimeDelta, TimeZone, Utc,
+};
 use chrono_tz::Tz;
 
 /// Local date-time layouts accepted without an offset (read in the meeting's time zone).
@@ -51,6 +54,11 @@ pub(crate) fn format_in(instant: DateTime<Utc>, tz: Tz) -> String {
     } else {
         local.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
     }
+}
+
+/// Now as Webex writes `created` and `lastModified`.
+pub(crate) fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Webex keeps meeting times to the minute: seconds are stripped, and a start within

@@ -1,0 +1,8 @@
+//! The simulated organization's state and rules, without HTTP: what is stored, how a
+//! change or a request budget is decided, and the counters. The handlers in
+//! `routes` parse requests, call into this and shape the answers.
+
+pub(super) mod limiter;
+pub(super) mod org;
+pub(super) mod state;
+pub(super) mod times;
