@@ -15,8 +15,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::authorize::{redeem_code, CodeRequest};
-use super::errors::TrackingId;
 use super::model::state::SimState;
+use super::routes::errors::TrackingId;
 use super::SimConfig;
 
 /// Book-keeping for one access token.

@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::auth::{new_token, Grant, OAuthError};
-use super::errors::TrackingId;
 use super::model::state::SimState;
+use super::routes::errors::TrackingId;
 
 /// How long an issued code can be redeemed (Webex does not document it; ten minutes is
 /// the usual upper bound, RFC 6749 section 4.1.2).

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::errors::{ApiError, TrackingId};
 use super::model::org::{new_person_id, SimLicense, SimPerson};
+use super::routes::errors::{ApiError, TrackingId};
 use super::SimConfig;
 
 /// `siteType` of every license with a `siteUrl`.

@@ -17,12 +17,12 @@ use serde_json::{json, Value};
 use tokio::task::{JoinError, JoinHandle};
 use uuid::Uuid;
 
-use super::errors::{ApiError, TrackingId};
 use super::model::state::SimState;
 use super::model::times::{format_in, parse_instant};
-use super::paging;
+use super::routes::errors::{ApiError, TrackingId};
+use super::routes::meeting_body::{is_valid_email, validate_create, NewMeeting};
+use super::routes::paging;
 use super::server::ConnectionKill;
-use super::validate::{is_valid_email, validate_create, NewMeeting};
 
 /// The user every access token belongs to: the default host and the user whose
 /// meetings a listing without `hostEmail` shows.

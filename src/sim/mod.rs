@@ -21,16 +21,10 @@
 mod auth;
 mod authorize;
 mod directory;
-mod errors;
-mod gate;
-mod licenses;
 mod meetings;
 mod model;
-mod paging;
-mod people;
-mod person_body;
+mod routes;
 mod server;
-mod validate;
 
 #[cfg(test)]
 mod tests;
@@ -39,9 +33,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::routing::{get, patch, post};
-use axum::{middleware, Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -320,7 +311,7 @@ pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHa
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(server::accept_loop(
         listener,
-        router(state.clone()),
+        routes::router(state.clone()),
         stopped,
     ));
     Ok(SimHandle {
@@ -329,33 +320,4 @@ pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHa
         stop,
         task,
     })
-}
-
-/// The routes, behind the gate (which only acts on `/v1/*`).
-fn router(state: Arc<SimState>) -> Router {
-    Router::new()
-        .route(gate::TOKEN_PATH, post(auth::access_token))
-        .route(gate::AUTHORIZE_PATH, get(authorize::authorize))
-        .route("/v1/people", get(people::list).post(people::create))
-        .route("/v1/people/me", get(people::me))
-        .route(
-            "/v1/people/{personId}",
-            get(people::get_one).put(people::update),
-        )
-        .route("/v1/licenses", get(licenses::list))
-        .route("/v1/licenses/users", patch(licenses::patch_users))
-        .route("/v1/meetings", get(meetings::list).post(meetings::create))
-        .route(
-            "/v1/meetings/{meetingId}",
-            get(meetings::get_one).delete(meetings::delete_one),
-        )
-        .route("/_sim/stats", get(stats))
-        .fallback(errors::unknown_path)
-        .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
-        .with_state(state)
-}
-
-/// `GET /_sim/stats`.
-async fn stats(State(sim): State<Arc<SimState>>) -> Json<SimStats> {
-    Json(sim.stats())
 }

@@ -11,11 +11,11 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::directory::{Operation, Target};
 use super::errors::{ApiError, TrackingId};
-use super::model::state::SimState;
-use super::model::times::now;
 use super::people::check_org;
+use crate::sim::directory::{Operation, Target};
+use crate::sim::model::state::SimState;
+use crate::sim::model::times::now;
 
 /// Query parameters of `GET /v1/licenses`.
 #[derive(Debug, Default, Deserialize)]

@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::model::times::{parse_instant, to_minute};
+use crate::sim::model::times::{parse_instant, to_minute};
 
 /// Longest title.
 const MAX_TITLE_CHARS: usize = 128;

@@ -14,12 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::errors::{ApiError, TrackingId};
-use super::model::state::SimState;
-use super::model::times::now;
 use super::paging;
 use super::person_body::{check_create, check_replace};
-use super::server::ConnectionKill;
-use super::ADMIN_EMAIL;
+use crate::sim::model::state::SimState;
+use crate::sim::model::times::now;
+use crate::sim::server::ConnectionKill;
+use crate::sim::ADMIN_EMAIL;
 
 /// `max` of a listing when not given.
 const DEFAULT_MAX: usize = 100;
@@ -227,8 +227,8 @@ mod tests {
     use base64::engine::general_purpose::STANDARD_NO_PAD;
     use base64::Engine as _;
 
-    use super::super::DEFAULT_ORG_ID;
     use super::*;
+    use crate::sim::DEFAULT_ORG_ID;
 
     #[test]
     fn ids_are_webex_style() {

@@ -5,8 +5,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::directory::{full_name, Details, PersonInput};
-use super::validate::is_valid_email;
+use super::meeting_body::is_valid_email;
+use crate::sim::directory::{full_name, Details, PersonInput};
 
 /// Settable fields stored and echoed as given, without checks.
 const ECHOED_FIELDS: [&str; 8] = [

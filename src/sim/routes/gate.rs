@@ -13,11 +13,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::auth::bearer_token;
 use super::errors::{ApiError, TrackingId, TRACKING_HEADER};
-use super::model::limiter::Verdict;
-use super::model::state::SimState;
-use super::SimConfig;
+use crate::sim::auth::bearer_token;
+use crate::sim::model::limiter::Verdict;
+use crate::sim::model::state::SimState;
+use crate::sim::SimConfig;
 
 /// Prefix of the simulated REST API; other paths (such as `/_sim/stats`) skip the gate.
 const API_PREFIX: &str = "/v1/";
