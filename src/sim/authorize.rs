@@ -17,8 +17,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::auth::{new_token, Grant, OAuthError};
 use super::model::state::SimState;
+use super::model::tokens::{new_token, Grant};
+use super::routes::auth::OAuthError;
 use super::routes::errors::TrackingId;
 
 /// How long an issued code can be redeemed (Webex does not document it; ten minutes is

@@ -6,3 +6,4 @@ pub(super) mod limiter;
 pub(super) mod org;
 pub(super) mod state;
 pub(super) mod times;
+pub(super) mod tokens;

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::limiter::RateLimiter;
-use crate::sim::auth::TokenStore;
+use super::tokens::TokenStore;
 use crate::sim::authorize::CodeStore;
 use crate::sim::directory::Directory;
 use crate::sim::meetings::MeetingStore;

@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::auth::bearer_token;
 use super::errors::{ApiError, TrackingId, TRACKING_HEADER};
-use crate::sim::auth::bearer_token;
 use crate::sim::model::limiter::Verdict;
 use crate::sim::model::state::SimState;
 use crate::sim::SimConfig;
