@@ -2,6 +2,7 @@
 //! change or a request budget is decided, and the counters. The handlers in
 //! `routes` parse requests, call into this and shape the answers.
 
+pub(super) mod codes;
 pub(super) mod limiter;
 pub(super) mod org;
 pub(super) mod state;

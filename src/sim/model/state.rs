@@ -11,9 +11,9 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::codes::CodeStore;
 use super::limiter::RateLimiter;
 use super::tokens::TokenStore;
-use crate::sim::authorize::CodeStore;
 use crate::sim::directory::Directory;
 use crate::sim::meetings::MeetingStore;
 use crate::sim::{SimConfig, SimStats};

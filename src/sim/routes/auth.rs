@@ -12,8 +12,8 @@ use axum::{Form, Json};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::authorize::{redeem_code, CodeRequest};
 use super::errors::TrackingId;
-use crate::sim::authorize::{redeem_code, CodeRequest};
 use crate::sim::model::state::SimState;
 use crate::sim::model::tokens::Grant;
 use crate::sim::SimConfig;

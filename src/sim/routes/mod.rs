@@ -3,6 +3,7 @@
 //! the answers (status codes, headers, JSON bodies, Webex error shapes, paging links).
 
 pub(super) mod auth;
+pub(super) mod authorize;
 pub(super) mod errors;
 pub(super) mod gate;
 pub(super) mod licenses;
@@ -18,7 +19,7 @@ use axum::routing::{get, patch, post};
 use axum::{middleware, Json, Router};
 
 use crate::sim::model::state::SimState;
-use crate::sim::{authorize, meetings, SimStats};
+use crate::sim::{meetings, SimStats};
 
 /// The routes, behind the gate (which only acts on `/v1/*`).
 pub(super) fn router(state: Arc<SimState>) -> Router {

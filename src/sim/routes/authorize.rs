@@ -1,10 +1,9 @@
 //! The browser side of the OAuth authorization-code flow: `GET /v1/authorize` (the
-//! consent page, answered at once with its redirect), the one-time codes it hands out,
-//! and their redemption by the token endpoint, with PKCE (`S256` only).
+//! consent page, answered at once with its redirect), and the redemption of its codes
+//! by the token endpoint.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -14,61 +13,16 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::model::state::SimState;
-use super::model::tokens::{new_token, Grant};
-use super::routes::auth::OAuthError;
-use super::routes::errors::TrackingId;
-
-/// How long an issued code can be redeemed (Webex does not document it; ten minutes is
-/// the usual upper bound, RFC 6749 section 4.1.2).
-const CODE_LIFETIME: Duration = Duration::from_secs(600);
+use super::auth::OAuthError;
+use super::errors::TrackingId;
+use crate::sim::model::codes::{check_verifier, PendingCode, CODE_LIFETIME};
+use crate::sim::model::state::SimState;
+use crate::sim::model::tokens::Grant;
 
 /// Length of an S256 `code_challenge`: 32 bytes of SHA-256 in unpadded base64url.
 const S256_CHALLENGE_LEN: usize = 43;
-
-/// What an issued code was granted for; the token request must match it.
-#[derive(Clone, Debug)]
-pub(crate) struct PendingCode {
-    /// The client that asked for it.
-    client_id: String,
-    /// The `redirect_uri` of the authorization request, compared verbatim.
-    redirect_uri: String,
-    /// The S256 `code_challenge`, if the request used PKCE.
-    code_challenge: Option<String>,
-    /// The scope asked for (only logged: the answer reports the configured scopes).
-    scope: Option<String>,
-    /// When it was issued.
-    issued: Instant,
-}
-
-/// Codes issued and not yet redeemed.
-#[derive(Debug, Default)]
-pub(crate) struct CodeStore {
-    /// By code.
-    pending: HashMap<String, PendingCode>,
-}
-
-impl CodeStore {
-    /// Stores `pending` under a fresh random code and returns the code; forgets codes
-    /// that have expired.
-    fn issue(&mut self, pending: PendingCode) -> String {
-        let now = pending.issued;
-        self.pending
-            .retain(|_, old| now.saturating_duration_since(old.issued) < CODE_LIFETIME);
-        let code = new_token("code");
-        self.pending.insert(code.clone(), pending);
-        code
-    }
-
-    /// Removes `code` and returns what it was issued for: a code works at most once,
-    /// whatever the outcome of the request that presents it.
-    fn take(&mut self, code: &str) -> Option<PendingCode> {
-        self.pending.remove(code)
-    }
-}
 
 /// The query of an authorization request (all optional so that missing ones get an
 /// OAuth error).
@@ -216,41 +170,6 @@ fn redirect(mut target: Url, params: &[(&str, String)], state: Option<&str>) -> 
     }
 }
 
-/// The S256 code challenge of `verifier`: BASE64URL-NOPAD(SHA-256(verifier)).
-pub(crate) fn pkce_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
-
-/// True for a verifier RFC 7636 allows: 43 to 128 characters of `[A-Za-z0-9-._~]`.
-fn is_valid_verifier(verifier: &str) -> bool {
-    (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-}
-
-/// PKCE at the token endpoint: a code issued with a challenge needs the matching
-/// verifier, and a code issued without one takes none (no downgrade).
-fn check_verifier(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), &'static str> {
-    const UNEXPECTED: &str = "PKCE: a code_verifier was sent but the authorization request \
-        had no code_challenge.";
-    const MISSING: &str =
-        "PKCE verification failed: the parameter code_verifier is required for this code.";
-    const MALFORMED: &str = "PKCE verification failed: the code_verifier must be 43 to 128 \
-        characters of [A-Za-z0-9-._~].";
-    const MISMATCH: &str =
-        "PKCE verification failed: the code_verifier does not match the code_challenge.";
-    match (challenge, verifier) {
-        (None, None) => Ok(()),
-        (None, Some(_)) => Err(UNEXPECTED),
-        (Some(_), None) => Err(MISSING),
-        (Some(_), Some(verifier)) if !is_valid_verifier(verifier) => Err(MALFORMED),
-        (Some(challenge), Some(verifier)) => (pkce_challenge(verifier) == challenge)
-            .then_some(())
-            .ok_or(MISMATCH),
-    }
-}
-
 /// The fields of an authorization-code token request (client already authenticated).
 #[derive(Debug)]
 pub(crate) struct CodeRequest<'a> {
@@ -301,24 +220,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn s256_matches_rfc_7636_appendix_b() {
-        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        assert!(is_valid_verifier(verifier));
-        assert_eq!(
-            pkce_challenge(verifier),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        );
-    }
-
-    #[test]
-    fn verifier_format() {
-        assert!(!is_valid_verifier(&"a".repeat(42)));
-        assert!(is_valid_verifier(&"a".repeat(128)));
-        assert!(!is_valid_verifier(&"a".repeat(129)));
-        assert!(!is_valid_verifier(&format!("{}+", "a".repeat(43))));
-    }
-
-    #[test]
     fn redirect_keeps_the_existing_query_and_encodes_state() {
         let target = Url::parse("http://127.0.0.1:8080/cb?x=1").unwrap();
         let response = redirect(target, &[("code", "c".to_owned())], Some("a b&c=d"));
@@ -327,23 +228,5 @@ mod tests {
             response.headers()[LOCATION],
             "http://127.0.0.1:8080/cb?x=1&code=c&state=a+b%26c%3Dd"
         );
-    }
-
-    #[test]
-    fn codes_expire_and_work_once() {
-        let mut codes = CodeStore::default();
-        let t0 = Instant::now();
-        let pending = |issued| PendingCode {
-            client_id: "c".to_owned(),
-            redirect_uri: "http://x/".to_owned(),
-            code_challenge: None,
-            scope: None,
-            issued,
-        };
-        let old = codes.issue(pending(t0));
-        let fresh = codes.issue(pending(t0 + CODE_LIFETIME));
-        assert!(codes.take(&old).is_none(), "expired codes are forgotten");
-        assert!(codes.take(&fresh).is_some());
-        assert!(codes.take(&fresh).is_none());
     }
 }
