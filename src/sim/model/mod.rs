@@ -3,6 +3,7 @@
 //! `routes` parse requests, call into this and shape the answers.
 
 pub(super) mod codes;
+pub(super) mod directory;
 pub(super) mod limiter;
 pub(super) mod org;
 pub(super) mod state;

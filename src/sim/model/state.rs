@@ -12,9 +12,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::codes::CodeStore;
+use super::directory::Directory;
 use super::limiter::RateLimiter;
 use super::tokens::TokenStore;
-use crate::sim::directory::Directory;
 use crate::sim::meetings::MeetingStore;
 use crate::sim::{SimConfig, SimStats};
 

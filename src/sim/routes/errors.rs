@@ -1,4 +1,5 @@
-//! Webex-style error answers and the per-request tracking id.
+//! Webex-style error answers and the per-request tracking id, and the answers to the
+//! directory's refusals.
 
 use std::convert::Infallible;
 
@@ -9,6 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use uuid::Uuid;
+
+use crate::sim::model::directory::Refusal;
+
+/// `errors[].errorCode` of an unknown license id (`License not recognized`).
+const CODE_UNKNOWN_LICENSE: u32 = 400_000;
+/// `errors[].errorCode` of a bad attendee site.
+const CODE_BAD_SITE: u32 = 400_216;
 
 /// Request and response header carrying the tracking id (`TrackingID`; HTTP names are
 /// case-insensitive and hyper writes them in lower case).
@@ -110,6 +118,41 @@ impl ApiError {
             "The requested resource could not be found.",
             tracking,
         )
+    }
+}
+
+impl Refusal {
+    /// The Webex error answer.
+    pub(crate) fn into_error(self, tracking: &TrackingId) -> ApiError {
+        match self {
+            Refusal::NotFound => ApiError::not_found(tracking),
+            Refusal::Conflict(email) => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("A person with the email {email} already exists."),
+                tracking,
+            ),
+            Refusal::UnknownLicenses(ids) => ApiError {
+                message: "License not recognized".to_owned(),
+                ..ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("License not recognized {}", ids.join(", ")),
+                    tracking,
+                )
+            }
+            .with_code(CODE_UNKNOWN_LICENSE),
+            Refusal::UnknownSites(sites) => ApiError {
+                message: "Invalid site URL".to_owned(),
+                ..ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Request contains invalid attendee siteUrls: {}",
+                        sites.join(", ")
+                    ),
+                    tracking,
+                )
+            }
+            .with_code(CODE_BAD_SITE),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::errors::{ApiError, TrackingId};
 use super::people::check_org;
-use crate::sim::directory::{Operation, Target};
+use crate::sim::model::directory::{Operation, Target};
 use crate::sim::model::state::SimState;
 use crate::sim::model::times::now;
 

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::meeting_body::is_valid_email;
-use crate::sim::directory::{full_name, Details, PersonInput};
+use crate::sim::model::directory::{full_name, Details, PersonInput};
 
 /// Settable fields stored and echoed as given, without checks.
 const ECHOED_FIELDS: [&str; 8] = [

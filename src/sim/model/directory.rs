@@ -3,19 +3,13 @@
 
 use std::collections::HashMap;
 
-use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::model::org::{new_person_id, SimLicense, SimPerson};
-use super::routes::errors::{ApiError, TrackingId};
-use super::SimConfig;
+use super::org::{new_person_id, SimLicense, SimPerson};
+use crate::sim::SimConfig;
 
 /// `siteType` of every license with a `siteUrl`.
 const SITE_TYPE: &str = "Control Hub managed site";
-/// `errors[].errorCode` of an unknown license id (`License not recognized`).
-const CODE_UNKNOWN_LICENSE: u32 = 400_000;
-/// `errors[].errorCode` of a bad attendee site.
-const CODE_BAD_SITE: u32 = 400_216;
 
 /// The replaceable part of a person: what a create sets and a PUT replaces in full.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -78,41 +72,6 @@ pub(crate) enum Refusal {
     UnknownLicenses(Vec<String>),
     /// 400: these attendee sites are not sites of the organization's licenses.
     UnknownSites(Vec<String>),
-}
-
-impl Refusal {
-    /// The Webex error answer.
-    pub(crate) fn into_error(self, tracking: &TrackingId) -> ApiError {
-        match self {
-            Refusal::NotFound => ApiError::not_found(tracking),
-            Refusal::Conflict(email) => ApiError::new(
-                StatusCode::CONFLICT,
-                format!("A person with the email {email} already exists."),
-                tracking,
-            ),
-            Refusal::UnknownLicenses(ids) => ApiError {
-                message: "License not recognized".to_owned(),
-                ..ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("License not recognized {}", ids.join(", ")),
-                    tracking,
-                )
-            }
-            .with_code(CODE_UNKNOWN_LICENSE),
-            Refusal::UnknownSites(sites) => ApiError {
-                message: "Invalid site URL".to_owned(),
-                ..ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "Request contains invalid attendee siteUrls: {}",
-                        sites.join(", ")
-                    ),
-                    tracking,
-                )
-            }
-            .with_code(CODE_BAD_SITE),
-        }
-    }
 }
 
 /// A license and how many people hold it.
@@ -615,7 +574,7 @@ pub(crate) fn full_name(first: Option<&str>, last: Option<&str>) -> Option<Strin
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::org::{LICENSE_ASSISTANT, LICENSE_MEETING_ACME, LICENSE_MESSAGING};
+    use super::super::org::{LICENSE_ASSISTANT, LICENSE_MEETING_ACME, LICENSE_MESSAGING};
     use super::*;
 
     const NOW: &str = "2027-01-10T12:00:00.000Z";
