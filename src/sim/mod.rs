@@ -18,7 +18,6 @@
 //! check (401), injected failure (500/502/503), then its handler. The OAuth endpoints
 //! (`GET /v1/authorize`, `POST /v1/access_token`) only get counting and latency.
 
-mod meetings;
 mod model;
 mod routes;
 mod server;

@@ -5,6 +5,7 @@
 pub(super) mod codes;
 pub(super) mod directory;
 pub(super) mod limiter;
+pub(super) mod meetings;
 pub(super) mod org;
 pub(super) mod state;
 pub(super) mod times;

@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng};
 use super::codes::CodeStore;
 use super::directory::Directory;
 use super::limiter::RateLimiter;
+use super::meetings::MeetingStore;
 use super::tokens::TokenStore;
-use crate::sim::meetings::MeetingStore;
 use crate::sim::{SimConfig, SimStats};
 
 /// Everything the handlers share.

@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use crate::sim::model::meetings::NewMeeting;
 use crate::sim::model::times::{parse_instant, to_minute};
 
 /// Longest title.
@@ -49,33 +50,6 @@ struct CreateMeetingRequest {
 struct InviteeRequest {
     email: Option<String>,
     display_name: Option<String>,
-}
-
-/// A meeting request that passed validation, times already kept to the minute.
-#[derive(Clone, Debug)]
-pub(crate) struct NewMeeting {
-    /// Meeting title.
-    pub(crate) title: String,
-    /// Agenda, if given.
-    pub(crate) agenda: Option<String>,
-    /// Password, if given (non-empty).
-    pub(crate) password: Option<String>,
-    /// Time zone of `start`/`end` in answers.
-    pub(crate) timezone: Tz,
-    /// Start instant.
-    pub(crate) start: DateTime<Utc>,
-    /// End instant.
-    pub(crate) end: DateTime<Utc>,
-    /// RFC 2445 rule, if given (not interpreted).
-    pub(crate) recurrence: Option<String>,
-    /// Whether the meeting records automatically.
-    pub(crate) enabled_auto_record_meeting: bool,
-    /// Host, if given.
-    pub(crate) host_email: Option<String>,
-    /// Invitee emails (not returned, but a listing for an invitee finds the meeting).
-    pub(crate) invitee_emails: Vec<String>,
-    /// Integration tags.
-    pub(crate) integration_tags: Vec<String>,
 }
 
 /// Parses and checks a create body; `Err` lists every problem.

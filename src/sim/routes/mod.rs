@@ -8,6 +8,7 @@ pub(super) mod errors;
 pub(super) mod gate;
 pub(super) mod licenses;
 pub(super) mod meeting_body;
+pub(super) mod meetings;
 pub(super) mod paging;
 pub(super) mod people;
 pub(super) mod person_body;
@@ -19,7 +20,7 @@ use axum::routing::{get, patch, post};
 use axum::{middleware, Json, Router};
 
 use crate::sim::model::state::SimState;
-use crate::sim::{meetings, SimStats};
+use crate::sim::SimStats;
 
 /// The routes, behind the gate (which only acts on `/v1/*`).
 pub(super) fn router(state: Arc<SimState>) -> Router {
