@@ -17,6 +17,18 @@
 //! `Retry-After`, and a window during which every request gets 429), access-token
 //! check (401), injected failure (500/502/503), then its handler. The OAuth endpoints
 //! (`GET /v1/authorize`, `POST /v1/access_token`) only get counting and latency.
+//!
+//! The code is split between state and HTTP:
+//! - this file: [`SimConfig`], [`SimStats`], [`start`] and [`SimHandle`];
+//! - `model/`: the organization and the simulator's state and rules, with no HTTP
+//!   types: `state` (the shared state, counters and decision RNG), `meetings`,
+//!   `directory` (people and license units), `org` (initial licenses and people),
+//!   `tokens`, `codes` (OAuth codes, PKCE), `limiter` (rate limit), `times`;
+//! - `routes/`: the router, the `gate` middleware and the handlers, which parse
+//!   requests (`meeting_body`, `person_body`), call the model and shape the answers
+//!   (`errors`, `paging`);
+//! - `server`: the hyper accept loop and the per-connection kill signal;
+//! - `tests/`: end-to-end tests over HTTP (unit tests sit in the file they test).
 
 mod model;
 mod routes;

@@ -1,6 +1,6 @@
 //! The simulated organization's state and rules, without HTTP: what is stored, how a
 //! change or a request budget is decided, and the counters. The handlers in
-//! `routes` parse requests, call into this and shape the answers.
+//! [`routes`](super::routes) parse requests, call into this and shape the answers.
 
 pub(super) mod codes;
 pub(super) mod directory;

@@ -1,4 +1,5 @@
-//! `GET /v1/licenses` and `PATCH /v1/licenses/users`.
+//! The license handlers: `GET /v1/licenses` and `PATCH /v1/licenses/users` (body
+//! checks and 200 / 206 answers).
 
 use std::sync::Arc;
 
