@@ -3,6 +3,8 @@
 //! injected failure (5xx). The OAuth endpoints (authorize and token) only get the
 //! first two.
 //! The gate also attaches the tracking id to the request and to the answer.
+//! Past the count, a request is handled to the end even if its client goes
+//! away (a timeout, a killed process), as a real server does.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,24 +42,43 @@ pub(crate) async fn gate(
     sim.record(|stats| stats.requests += 1);
     let tracking = TrackingId::from_headers(request.headers());
     request.extensions_mut().insert(tracking.clone());
-    if !sim.config.latency.is_zero() {
-        tokio::time::sleep(sim.config.latency).await;
-    }
-    let path = request.uri().path();
-    let checked = if path == TOKEN_PATH || path == AUTHORIZE_PATH {
-        Ok(())
-    } else {
-        admit(&sim, request.headers())
+    // A server that has a request works on it whatever happens to the
+    // client: one that gives up (a timeout) or dies (a kill) during the
+    // latency still gets its create carried out. So the request is read
+    // whole, then handled in a task of its own that the client's leaving
+    // does not cancel.
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        // The client left before sending it all: nothing to work on.
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     };
-    let mut response = match checked {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => refusal.into_response(&sim.config, &tracking),
-    };
-    if let Ok(value) = HeaderValue::from_str(&tracking.0) {
-        response.headers_mut().insert(TRACKING_HEADER, value);
-    }
-    response
+    let request = Request::from_parts(parts, axum::body::Body::from(body));
+    let work = tokio::spawn(async move {
+        if !sim.config.latency.is_zero() {
+            tokio::time::sleep(sim.config.latency).await;
+        }
+        let path = request.uri().path();
+        let checked = if path == TOKEN_PATH || path == AUTHORIZE_PATH {
+            Ok(())
+        } else {
+            admit(&sim, request.headers())
+        };
+        let mut response = match checked {
+            Ok(()) => next.run(request).await,
+            Err(refusal) => refusal.into_response(&sim.config, &tracking),
+        };
+        if let Ok(value) = HeaderValue::from_str(&tracking.0) {
+            response.headers_mut().insert(TRACKING_HEADER, value);
+        }
+        response
+    });
+    work.await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
+
+/// The largest request body the simulator reads (Webex's bodies are small).
+const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Why the gate answered instead of the handler.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -264,6 +264,37 @@ async fn latency_delays_every_api_answer() {
 }
 
 #[tokio::test]
+async fn a_create_whose_client_gave_up_during_the_latency_is_still_carried_out() {
+    let (sim, _) = launch(SimConfig {
+        latency: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
+    // This client gives up long before the answer.
+    let impatient = Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let body = meeting("Late", 60, "host@example.com", "late-1");
+    let sent = authed(
+        impatient.post(format!("{}/meetings", sim.base_url())),
+        TOKEN,
+    )
+    .json(&body)
+    .send()
+    .await;
+    assert!(sent.is_err(), "the client timed out");
+    // The server finishes the work anyway.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sim.stats().creates == 0 {
+        assert!(std::time::Instant::now() < deadline, "never created");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sim.meetings().len(), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn tokens_expire_with_their_lifetime() {
     // A zero lifetime: every access token is dead on arrival; expires_in says so.
     let (sim, client) = launch(SimConfig {
