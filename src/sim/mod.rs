@@ -229,6 +229,10 @@ pub struct SimStats {
     /// (a create gets 409 instead, so only repeated emails among
     /// [`SimConfig::people`] can count).
     pub people_duplicates: u64,
+    /// `POST /v1/people` refused with 409 because a person already has the
+    /// email: a client that creates again instead of looking first (Webex
+    /// refuses the second person, so this is how a doubled create shows).
+    pub people_create_conflicts: u64,
     /// Successful `PUT /v1/people/{personId}`.
     pub people_updates: u64,
     /// `PATCH /v1/licenses/users` carried out (answered 200 or 206).

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::errors::{ApiError, TrackingId};
 use super::paging;
 use super::person_body::{check_create, check_replace};
+use crate::sim::model::directory::Refusal;
 use crate::sim::model::state::SimState;
 use crate::sim::model::times::now;
 use crate::sim::server::ConnectionKill;
@@ -174,7 +175,12 @@ pub(crate) async fn create(
     let created = sim.directory().create(input, &now());
     let person = match created {
         Ok(person) => person,
-        Err(refusal) => return refusal.into_error(&tracking).into_response(),
+        Err(refusal) => {
+            if matches!(refusal, Refusal::Conflict(_)) {
+                sim.record(|stats| stats.people_create_conflicts += 1);
+            }
+            return refusal.into_error(&tracking).into_response();
+        }
     };
     let lost = sim.chance(sim.config.people_create_lost_rate);
     let failed = !lost && sim.chance(sim.config.people_create_error_rate);
