@@ -101,6 +101,20 @@ pub fn check_at(uncertain_at: i64, settle: Duration, now: i64) -> i64 {
         .max(now)
 }
 
+/// How many settle windows after it was sent an uncertain create is still
+/// watched for: the final check after a resend guards against a window that
+/// was too short, not against one that was ten times too short.
+pub const WATCH_WINDOWS: u32 = 10;
+
+/// Whether a create whose outcome was unknown, sent at `uncertain_at`, may
+/// still land after `now` (so a row sent again now deserves a final check).
+/// A queue resumed a day after its crash sends its rows again without
+/// waiting a window for creates that had a day to show.
+pub fn may_still_land(uncertain_at: i64, now: i64, settle: Duration) -> bool {
+    let horizon = settle.saturating_mul(WATCH_WINDOWS).as_millis() as i64;
+    now.saturating_sub(uncertain_at) < horizon
+}
+
 /// "removed 1 duplicate", "removed 2 duplicates".
 pub fn removed_note(n: usize) -> Option<String> {
     match n {
@@ -116,6 +130,18 @@ mod tests {
 
     const SETTLE: Duration = Duration::from_secs(120);
     const SENT: i64 = 1_000_000;
+
+    #[test]
+    fn a_create_sent_long_ago_is_no_longer_watched_for() {
+        let window = SETTLE.as_millis() as i64;
+        assert!(may_still_land(SENT, SENT + window, SETTLE));
+        assert!(may_still_land(SENT, SENT + 9 * window, SETTLE));
+        assert!(!may_still_land(SENT, SENT + 10 * window, SETTLE));
+        assert!(
+            !may_still_land(SENT, SENT + 86_400_000, SETTLE),
+            "a day later"
+        );
+    }
 
     #[test]
     fn found_at_once_is_adopted_at_once() {

@@ -144,9 +144,11 @@ impl MeetingRunner {
                     note: None,
                     // An earlier create was not found within its window, so
                     // this one was sent; should it land after all, give it
-                    // one more window and look again.
+                    // one more window and look again (unless it was sent so
+                    // long ago that it cannot land any more).
                     check_at: row
                         .uncertain_at
+                        .filter(|sent| settle::may_still_land(*sent, now_ms(), api.settle()))
                         .map(|_| settle::check_at(now_ms(), api.settle(), now_ms())),
                 }
             }
