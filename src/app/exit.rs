@@ -18,9 +18,9 @@ pub enum Exit {
     Usage,
     /// Authentication failed: the run is paused; fix the credentials and `--resume`.
     Auth,
-    /// The queue database failed (disk full, I/O error, damaged file): the
-    /// run stopped, what was recorded is kept, and `--resume` continues once
-    /// the database is fixed.
+    /// The queue database failed (disk full, I/O error, damaged file), or an
+    /// internal error (a worker that crashed) stopped the run: what was
+    /// recorded is kept, and `--resume` continues once the cause is fixed.
     Storage,
     /// Interrupted by Ctrl-C: `--resume` continues.
     Interrupted,

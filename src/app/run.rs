@@ -342,7 +342,7 @@ pub async fn execute(
     ticker.0.finish();
     let stop = stop.map_err(|e| {
         storage(format!(
-            "run {run_id} stopped: {e}; what was recorded is kept: once the database is fixed, `webex-bulk run --resume {run_id}` continues"
+            "run {run_id} stopped: {e}; what was recorded is kept: once the cause is fixed, `webex-bulk run --resume {run_id}` continues"
         ))
     })?;
     let counts = writer.counts(run_id).await.map_err(storage)?;
