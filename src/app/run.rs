@@ -241,10 +241,10 @@ pub async fn execute(
                     counts,
                 });
             }
-            let (base, _) = Effective::of(&plan, &info.options).check()?;
-            (client, tokens) = connect(&plan, base)?;
             let kind = kinds::find(&info.kind)
                 .map_err(|e| fail(Exit::Usage, format!("run {}: {e}", info.id)))?;
+            let (base, _) = Effective::of(&plan, &info.options).check()?;
+            (client, tokens) = connect(&plan, base)?;
             let org = Org::new(client.clone(), tokens.clone());
             job = prepare(kind, Some(&org)).await?;
             let reopened = store
