@@ -684,6 +684,12 @@ impl<'a> Api<'a> {
         }
     }
 
+    /// The trackingId of the row's latest request (for the row's result:
+    /// Webex support finds a request by it).
+    pub fn last_tracking_id(&self) -> Option<String> {
+        self.log.last().and_then(|a| a.tracking_id.clone())
+    }
+
     /// Replaces what a failed request means for the row (and its log line).
     pub fn overrule(&mut self, outcome: Outcome) -> Outcome {
         if let Some(last) = self.log.last_mut() {

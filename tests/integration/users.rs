@@ -128,6 +128,8 @@ async fn a_mixed_file_creates_and_updates_people_and_reports_licenses() {
         "Messaging; Meeting - Webex Enterprise@acme.webex.com"
     );
     assert!(rows.iter().all(|r| !r[col("person_id")].is_empty()));
+    // Each row names the request that settled it, for Webex support.
+    assert!(rows.iter().all(|r| !r[col("tracking_id")].is_empty()));
 
     // The same people again: nothing to do, no write sent.
     let before = sim.stats();

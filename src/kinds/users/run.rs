@@ -98,6 +98,7 @@ impl UserRunner {
         before: &[String],
         after: &[String],
         status: u16,
+        tracking_id: Option<String>,
     ) -> Outcome {
         let extra = json!({ "before": self.labels(before), "after": self.labels(after) });
         Outcome::Succeeded {
@@ -108,12 +109,13 @@ impl UserRunner {
                 extra: Some(extra.to_string()),
             },
             status: Some(status),
-            tracking_id: None,
+            tracking_id,
             note: None,
             check_at: None,
         }
     }
 }
+
 fn failed(status: Option<u16>, error: String) -> Outcome {
     Outcome::Failed {
         status,
@@ -192,7 +194,14 @@ async fn create(runner: &UserRunner, api: &mut Api<'_>, change: &UserChange) -> 
             uncertain_at: None,
         };
     }
-    runner.done(&person.id, "created", &[], &person.licenses, answer.status)
+    runner.done(
+        &person.id,
+        "created",
+        &[],
+        &person.licenses,
+        answer.status,
+        answer.tracking_id,
+    )
 }
 
 /// The fields a row changes on an existing person: (API name, new value).
@@ -257,7 +266,14 @@ async fn update(
         .collect();
     let fields = field_changes(change, &person);
     if fields.is_empty() && to_add.is_empty() && to_remove.is_empty() {
-        return runner.done(&person.id, "no change", &before, &before, 200);
+        return runner.done(
+            &person.id,
+            "no change",
+            &before,
+            &before,
+            200,
+            api.last_tracking_id(),
+        );
     }
     let mut status = 200;
     if !fields.is_empty() {
@@ -344,7 +360,14 @@ async fn update(
         }
         status = answer.status;
     }
-    runner.done(&person.id, "updated", &before, &after, status)
+    runner.done(
+        &person.id,
+        "updated",
+        &before,
+        &after,
+        status,
+        api.last_tracking_id(),
+    )
 }
 
 #[cfg(test)]
