@@ -113,6 +113,13 @@ pub struct SimConfig {
     pub people_create_error_rate: f64,
     /// Added before answering each `/v1/*` request.
     pub latency: Duration,
+    /// When set, each `/v1/*` request's latency is drawn uniformly between `latency`
+    /// and this instead (from `seed` and the request's number, not from the decision
+    /// RNG; default `None`).
+    pub latency_max: Option<Duration>,
+    /// Changes of `rate_limit` while running: from each time after the start, the
+    /// limit is this many requests per second (burst `max(1, rate)`; default none).
+    pub rate_limit_changes: Vec<(Duration, f64)>,
     /// Seed of the RNG behind the fail/drop/slow/lost/error decisions (default 1).
     pub seed: u64,
     /// `GET /v1/authorize` answers as if the user clicked "Decline": a redirect with
@@ -173,6 +180,8 @@ impl Default for SimConfig {
             people_create_lost_rate: 0.0,
             people_create_error_rate: 0.0,
             latency: Duration::ZERO,
+            latency_max: None,
+            rate_limit_changes: Vec::new(),
             seed: 1,
             deny_consent: false,
             granted_scopes: DEFAULT_GRANTED_SCOPES.to_owned(),
@@ -237,6 +246,8 @@ pub struct SimStats {
     pub people_updates: u64,
     /// `PATCH /v1/licenses/users` carried out (answered 200 or 206).
     pub license_patches: u64,
+    /// The most `/v1/*` requests in the simulator at once.
+    pub max_in_flight: u64,
 }
 
 /// A running simulator. Dropping it stops the server as [`SimHandle::shutdown`] does,

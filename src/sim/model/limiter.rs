@@ -41,6 +41,8 @@ pub(crate) struct RateLimiter {
     window_len: Duration,
     /// Requests arriving within this time after a window opened are not `early`.
     early_grace: Duration,
+    /// Later rates (`SimConfig::rate_limit_changes`), soonest first.
+    changes: Vec<(Instant, f64)>,
 }
 
 impl RateLimiter {
@@ -60,11 +62,28 @@ impl RateLimiter {
             window: None,
             window_len,
             early_grace,
+            changes: Vec::new(),
         }
+    }
+
+    /// The same limiter, whose rate changes at `start` + each delay.
+    pub(crate) fn with_changes(mut self, changes: &[(Duration, f64)], start: Instant) -> Self {
+        self.changes = changes.iter().map(|(d, r)| (start + *d, *r)).collect();
+        self.changes.sort_by_key(|c| c.0);
+        self
     }
 
     /// Decides on one API request arriving at `now`.
     pub(crate) fn check(&mut self, now: Instant) -> Verdict {
+        while self.changes.first().is_some_and(|c| c.0 <= now) {
+            let (at, rate) = self.changes.remove(0);
+            if let Some(old) = self.rate {
+                self.refill(old, at);
+            }
+            self.rate = Some(rate);
+            self.burst = rate.max(1.0);
+            self.tokens = self.tokens.min(self.burst);
+        }
         if let Some(window) = self.window {
             if now < window.closes {
                 let early = now.saturating_duration_since(window.opened) > self.early_grace;

@@ -40,6 +40,8 @@ pub(crate) struct SimState {
     meetings: Mutex<MeetingStore>,
     /// The organization's people and licenses.
     directory: Mutex<Directory>,
+    /// `/v1/*` requests in the gate now (for `max_in_flight`).
+    pub(crate) in_flight: std::sync::atomic::AtomicU64,
 }
 
 impl SimState {
@@ -52,7 +54,8 @@ impl SimState {
             std::time::Duration::from_secs(config.retry_after_secs),
             config.early_grace,
             now,
-        );
+        )
+        .with_changes(&config.rate_limit_changes, now);
         Self {
             stats: Mutex::default(),
             tokens: Mutex::new(TokenStore::new(&config, now)),
@@ -61,6 +64,7 @@ impl SimState {
             decisions: Mutex::new(StdRng::seed_from_u64(config.seed)),
             meetings: Mutex::default(),
             directory: Mutex::new(Directory::new(&config, &super::times::now())),
+            in_flight: Default::default(),
             config,
         }
     }

@@ -6,6 +6,7 @@
 //! Past the count, a request is handled to the end even if its client goes
 //! away (a timeout, a killed process), as a real server does.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,7 +40,13 @@ pub(crate) async fn gate(
     if !request.uri().path().starts_with(API_PREFIX) {
         return next.run(request).await;
     }
-    sim.record(|stats| stats.requests += 1);
+    let mut number = 0;
+    let in_flight = InFlight::enter(&sim);
+    sim.record(|stats| {
+        stats.requests += 1;
+        number = stats.requests;
+        stats.max_in_flight = stats.max_in_flight.max(in_flight.0);
+    });
     let tracking = TrackingId::from_headers(request.headers());
     request.extensions_mut().insert(tracking.clone());
     // A server that has a request works on it whatever happens to the
@@ -54,9 +61,19 @@ pub(crate) async fn gate(
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     };
     let request = Request::from_parts(parts, axum::body::Body::from(body));
+    let latency = match sim.config.latency_max {
+        Some(max) if max > sim.config.latency => {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(sim.config.seed ^ number);
+            rng.random_range(sim.config.latency..=max)
+        }
+        _ => sim.config.latency,
+    };
     let work = tokio::spawn(async move {
-        if !sim.config.latency.is_zero() {
-            tokio::time::sleep(sim.config.latency).await;
+        // Counted until the work is done, whether or not anyone waits for it.
+        let _in_flight = in_flight;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
         }
         let path = request.uri().path();
         let checked = if path == TOKEN_PATH || path == AUTHORIZE_PATH {
@@ -79,6 +96,25 @@ pub(crate) async fn gate(
 
 /// The largest request body the simulator reads (Webex's bodies are small).
 const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// A request counted in `SimState::in_flight` until dropped (when its work
+/// is done); holds the count it entered at.
+struct InFlight(u64, Arc<SimState>);
+
+impl InFlight {
+    fn enter(sim: &Arc<SimState>) -> Self {
+        InFlight(
+            sim.in_flight.fetch_add(1, Ordering::Relaxed) + 1,
+            sim.clone(),
+        )
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.1.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Why the gate answered instead of the handler.
 #[derive(Clone, Copy, Debug, PartialEq)]
