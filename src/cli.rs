@@ -146,7 +146,7 @@ pub struct RunArgs {
     /// The Webex API base URL (plain http only to this machine).
     #[arg(long, env = "WEBEX_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
-    /// Requests in flight at most [default: 8].
+    /// Requests in flight at most: a ceiling; below it the number in flight follows what the rate needs (rate x latency) and drops when the server slows down or fails [default: 64].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512))]
     pub concurrency: Option<u16>,
     /// Request rate, shared by all requests: auto (find and ride the server's limit), auto:50/s (with a ceiling), 10/s, 300/min, unlimited [default: auto].

@@ -35,7 +35,8 @@ use secrecy::SecretString;
 /// How the engine behaves.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Requests in flight at most.
+    /// Requests in flight at most: the ceiling of the adaptive concurrency
+    /// (see [`crate::concurrency`]; the dispatcher asks [`Pacing::concurrency`]).
     pub concurrency: usize,
     /// Transient failures (5xx, timeouts, ...) a row may have before it fails.
     pub max_attempts: u32,
@@ -51,7 +52,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            concurrency: 8,
+            concurrency: DEFAULT_CONCURRENCY,
             max_attempts: 8,
             max_throttled: 50,
             drain_timeout: Duration::from_secs(30),
@@ -79,6 +80,13 @@ pub enum EngineError {
     #[error("a worker crashed: {0}")]
     Worker(String),
 }
+
+/// The default ceiling of requests in flight: at Webex's usual limits (tens
+/// of requests per second) and a latency of 1 to 2 s, the adaptive cap
+/// (rate × latency × 2) stays below it, so it is never what holds a run
+/// back. Higher would only matter with `--rate unlimited` (where the cap
+/// starts at the ceiling) and would cost sockets and memory for nothing.
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 /// The most rows one claim takes.
 const MAX_CLAIM: usize = 256;
@@ -164,7 +172,9 @@ pub async fn run(
             stop = Some(Stop::AuthFailed(why));
             break;
         }
-        if workers.len() >= s.settings.concurrency {
+        // How many may be in flight now (adaptive, at most `--concurrency`).
+        let cap = s.pacing.concurrency();
+        if workers.len() >= cap {
             tokio::select! {
                 done = workers.join_next() => { if let Some(d) = done { reap(d)?; } continue; }
                 _ = s.auth_stop.notify.notified() => continue,
@@ -178,7 +188,7 @@ pub async fn run(
                 _ = s.auth_stop.notify.notified() => continue,
                 _ = &mut shutdown => { stop = Some(Stop::Interrupted); break; }
             }
-            let free = s.settings.concurrency - workers.len();
+            let free = cap.saturating_sub(workers.len());
             for row in ready.drain(..free.min(ready.len())) {
                 let shared = shared.clone();
                 workers.spawn(async move { work(&shared, row).await });
@@ -192,8 +202,8 @@ pub async fn run(
             _ = &mut shutdown => { stop = Some(Stop::Interrupted); break; }
         }
         // Take more rows at once when the rate allows (fewer commits).
-        let free = s.settings.concurrency - workers.len();
-        let most = (free + s.settings.concurrency).min(MAX_CLAIM);
+        let free = cap.saturating_sub(workers.len());
+        let most = (free + cap).min(MAX_CLAIM);
         let mut want = 1;
         while want < most && s.pacing.limiter.try_take() {
             want += 1;
@@ -644,7 +654,19 @@ impl<'a> Api<'a> {
         }
         let tracking = new_tracking_id();
         let started = now_ms();
-        match send(token, tracking.clone()).await {
+        let result = {
+            let _in_flight = s.pacing.sending();
+            let clock = std::time::Instant::now();
+            let result = send(token, tracking.clone()).await;
+            // What the answer says about the server's health (429s are the rate's business).
+            match &result {
+                Err(e) if e.is_rate_limited() => {}
+                Err(e) if e.status().is_none_or(|st| st >= 500) => s.pacing.failed(),
+                _ => s.pacing.answered(clock.elapsed()),
+            }
+            result
+        };
+        match result {
             Ok(mut answer) => {
                 s.pacing.accepted();
                 // Ours when Webex sends none back: support can find it by it.

@@ -11,6 +11,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod concurrency;
 pub mod csvin;
 pub mod demo;
 pub mod engine;

@@ -164,6 +164,11 @@ impl Progress {
         if rate > 0.0 {
             msg.push_str(&format!(" | rate {rate:.1}/s"));
         }
+        msg.push_str(&pacing_details(
+            self.pacing.limit(),
+            self.pacing.in_flight(),
+            self.pacing.concurrency(),
+        ));
         let now = crate::store::now_ms();
         let settling = t.settling.load(Ordering::Relaxed);
         if settling > 0 {
@@ -228,6 +233,12 @@ impl Progress {
             *active_bar().lock().expect("bar") = None;
         }
     }
+}
+
+/// " (limit ~20.3/s) | in flight 12 of 42".
+fn pacing_details(limit: Option<f64>, in_flight: usize, cap: usize) -> String {
+    let limit = limit.map_or(String::new(), |l| format!(" (limit ~{l:.1}/s)"));
+    format!("{limit} | in flight {in_flight} of {cap}")
 }
 
 /// " | checking 3 uncertain rows (next in 37 s)".
@@ -302,6 +313,15 @@ mod tests {
             waiting_to_settle(1, 1_000_500, 1_000_000),
             " | 1 uncertain row waits for Webex to finish (next look in 1 s)"
         );
+    }
+
+    #[test]
+    fn the_pacing_shows_the_limit_and_the_requests_in_flight() {
+        assert_eq!(
+            pacing_details(Some(20.26), 12, 42),
+            " (limit ~20.3/s) | in flight 12 of 42"
+        );
+        assert_eq!(pacing_details(None, 0, 64), " | in flight 0 of 64");
     }
 
     #[test]

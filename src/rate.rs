@@ -7,11 +7,14 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota};
 use tokio::time::Instant;
+
+use crate::concurrency::{Concurrency, Reason};
 
 /// A request rate as the user gives it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -142,14 +145,23 @@ impl Limiter {
 /// The `--rate auto` controller: pure, fed with what happened and when
 /// (seconds since the run started).
 ///
-/// - It starts at a modest [`Adaptive::START`] and doubles every second
-///   while nothing is refused ("slow start").
-/// - On a 429 it estimates the server's limit from what the server actually
-///   accepted over the last [`Adaptive::WINDOW`] seconds, and drops to
+/// - It starts at a modest [`Adaptive::START`] and grows [`Adaptive::RAMP`]
+///   times a second while nothing is refused (a quick start: 5/s to 45/s in
+///   two seconds).
+/// - At the first 429 it estimates the server's limit from what it accepted
+///   since the start, quarter second by quarter second: the limit `L` for
+///   which what was sent above `L` fills a burst of [`Adaptive::BURST_SECS`]
+///   × `L` (a server's burst hides its limit; assuming a burst of a second's
+///   worth errs low when the real burst is smaller), and rides at that.
+/// - At a later 429 it estimates the limit from what the server accepted
+///   over the last [`Adaptive::WINDOW`] seconds, and drops to
 ///   [`Adaptive::HOLD`] of that (multiplicative decrease).
-/// - While no 429 comes, it probes upward slowly (additive increase, half as
-///   fast after each 429 that confirms the same limit), so a raised limit is
-///   found but the quota is not wasted on 429s.
+/// - While no 429 comes, it probes upward (additive increase: after the
+///   first 429 at [`Adaptive::PROBE_FIRST`] of the limit per second, then at
+///   [`Adaptive::PROBE`], half as fast after each 429 that confirms the same
+///   limit), divided by the Retry-After in seconds: a 429 that pauses
+///   everybody for a minute is worth a much slower probe than one of a
+///   second.
 /// - It never goes above the ceiling, nor far above what the server accepts
 ///   (so the number means something when concurrency, not rate, is the bound).
 #[derive(Clone, Debug)]
@@ -166,11 +178,20 @@ pub struct Adaptive {
     accepted: VecDeque<(i64, u64)>,
     /// When the last pause ended: the window does not reach back before it.
     since: f64,
+    /// The last 429's Retry-After (seconds, at least 1).
+    retry_after: f64,
 }
 
 impl Adaptive {
     /// The rate it starts at.
     pub const START: f64 = 5.0;
+    /// Growth per second until the first 429.
+    pub const RAMP: f64 = 3.0;
+    /// The burst a server is assumed to allow at most, in seconds of its limit
+    /// (for the first estimate).
+    pub const BURST_SECS: f64 = 1.0;
+    /// Probing speed between the first and the second 429 (share of the limit per second).
+    pub const PROBE_FIRST: f64 = 0.03;
     /// The lowest rate it goes to.
     pub const FLOOR: f64 = 0.2;
     /// Seconds of accepted requests a limit estimate looks at.
@@ -189,6 +210,7 @@ impl Adaptive {
             confirmations: 0,
             accepted: VecDeque::new(),
             since: 0.0,
+            retry_after: 1.0,
         };
         a.rate = a.capped(a.rate);
         a
@@ -239,15 +261,48 @@ impl Adaptive {
         self.forget_before(now);
     }
 
+    /// The first estimate: the limit `L` at which what was accepted above
+    /// `L` per quarter second adds up to a burst of `BURST_SECS` × `L`.
+    fn first_estimate(&mut self, now: f64) -> f64 {
+        self.forget_before(now);
+        let above = |l: f64| -> f64 {
+            self.accepted
+                .iter()
+                .map(|(_, n)| (*n as f64 - l / 4.0).max(0.0))
+                .sum()
+        };
+        let (mut low, mut high) = (
+            0.0f64,
+            4.0 * self.accepted.iter().map(|(_, n)| *n).max().unwrap_or(0) as f64,
+        );
+        for _ in 0..50 {
+            let mid = (low + high) / 2.0;
+            if above(mid) > Self::BURST_SECS * mid {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+        low
+    }
+
     /// A 429 opened a new pause of `retry_after` seconds at `now`. Returns the new rate.
     pub fn on_throttled(&mut self, now: f64, retry_after: f64) -> f64 {
-        let estimate = self.accepted_rate(now).max(Self::FLOOR);
-        self.confirmations = match self.limit {
-            Some(l) if (estimate - l).abs() <= l * 0.1 => self.confirmations + 1,
-            _ => 1,
-        };
-        self.limit = Some(estimate);
-        self.rate = self.capped((self.rate * 0.9).min(estimate * Self::HOLD));
+        self.retry_after = retry_after.max(1.0);
+        if self.limit.is_none() {
+            let estimate = self.first_estimate(now).max(Self::FLOOR);
+            self.limit = Some(estimate);
+            self.confirmations = 0;
+            self.rate = self.capped((self.rate * 0.9).min(estimate));
+        } else {
+            let estimate = self.accepted_rate(now).max(Self::FLOOR);
+            self.confirmations = match self.limit {
+                Some(l) if (estimate - l).abs() <= l * 0.1 => self.confirmations + 1,
+                _ => 1,
+            };
+            self.limit = Some(estimate);
+            self.rate = self.capped((self.rate * 0.9).min(estimate * Self::HOLD));
+        }
         self.since = now + retry_after;
         self.rate
     }
@@ -256,11 +311,15 @@ impl Adaptive {
     pub fn on_tick(&mut self, now: f64, dt: f64) -> f64 {
         let dt = dt.clamp(0.0, 5.0);
         let grown = match self.limit {
-            None => self.rate * 2f64.powf(dt),
+            None => self.rate * Self::RAMP.powf(dt),
+            Some(l) if self.confirmations == 0 => {
+                self.rate + l * Self::PROBE_FIRST / self.retry_after * dt
+            }
             Some(l) => {
                 self.rate
                     + l * Self::PROBE
                         / 2f64.powi(self.confirmations.saturating_sub(1).min(16) as i32)
+                        / self.retry_after
                         * dt
             }
         };
@@ -277,8 +336,9 @@ impl Adaptive {
     }
 }
 
-/// All the pacing a run shares: the limiter, the 429 pause, and (with
-/// `--rate auto`) the controller that sets the limiter's rate.
+/// All the pacing a run shares: the limiter, the 429 pause, (with
+/// `--rate auto`) the controller that sets the limiter's rate, and the
+/// adaptive concurrency (how many requests may be in flight).
 pub struct Pacing {
     /// The one rate limiter.
     pub limiter: Limiter,
@@ -286,6 +346,14 @@ pub struct Pacing {
     pub pause: Pause,
     /// The `--rate auto` controller, if the rate is adaptive.
     adaptive: Option<Mutex<Adaptive>>,
+    /// How many requests may be in flight.
+    concurrency: Mutex<Concurrency>,
+    /// The cap last given out and logged.
+    logged_cap: AtomicUsize,
+    /// The adaptive rate last logged.
+    logged_rate: Mutex<f64>,
+    /// Requests in flight now.
+    in_flight: AtomicUsize,
     /// Time zero of the controller's clock.
     started: std::time::Instant,
     /// When `tick` last ran (seconds on the controller's clock).
@@ -315,16 +383,21 @@ impl Pacing {
         }))
     }
 
-    /// Pacing for `rate`.
-    pub fn new(rate: Rate) -> Pacing {
+    /// Pacing for `rate`, with at most `ceiling` requests in flight.
+    pub fn new(rate: Rate, ceiling: usize) -> Pacing {
         let adaptive = match rate {
             Rate::Auto { ceiling } => Some(Mutex::new(Adaptive::new(ceiling))),
             _ => None,
         };
+        let limiter = Limiter::new(rate);
         Pacing {
-            limiter: Limiter::new(rate),
+            logged_rate: Mutex::new(limiter.rate()),
+            limiter,
             pause: Pause::default(),
             adaptive,
+            concurrency: Mutex::new(Concurrency::new(ceiling)),
+            logged_cap: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
             started: std::time::Instant::now(),
             last_tick: Mutex::new(0.0),
         }
@@ -347,14 +420,81 @@ impl Pacing {
     pub fn throttled(&self, wait: Duration) -> bool {
         let new_episode = self.pause.pause_for(wait);
         if let (true, Some(a)) = (new_episode, &self.adaptive) {
-            let rate = a
-                .lock()
-                .expect("adaptive")
-                .on_throttled(self.now(), wait.as_secs_f64());
+            let (rate, limit) = {
+                let mut a = a.lock().expect("adaptive");
+                let rate = a.on_throttled(self.now(), wait.as_secs_f64());
+                (rate, a.limit().unwrap_or(rate))
+            };
             self.limiter.set_rate(rate);
-            tracing::info!("adaptive rate lowered to {rate:.1}/s");
+            *self.logged_rate.lock().expect("logged rate") = rate;
+            tracing::info!(
+                "adaptive rate lowered to {rate:.1}/s: a 429 (limit estimated at {limit:.1}/s; everybody pauses {:.0} s)",
+                wait.as_secs_f64()
+            );
         }
         new_episode
+    }
+
+    /// How many requests may be in flight now (logs each change with its reason).
+    pub fn concurrency(&self) -> usize {
+        let (cap, reason) = self
+            .concurrency
+            .lock()
+            .expect("concurrency")
+            .cap(self.rate());
+        let before = self.logged_cap.swap(cap, Ordering::Relaxed);
+        if before != cap && before != 0 {
+            tracing::info!("requests in flight at most {before} -> {cap}: {reason}");
+        }
+        cap
+    }
+
+    /// The largest number of requests in flight allowed (`--concurrency`).
+    pub fn ceiling(&self) -> usize {
+        self.concurrency.lock().expect("concurrency").ceiling()
+    }
+
+    /// A request leaves; the guard counts it in flight until dropped.
+    pub fn sending(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// An answer (not a 429, not a 5xx) came after `latency`.
+    pub fn answered(&self, latency: Duration) {
+        let cut = self
+            .concurrency
+            .lock()
+            .expect("concurrency")
+            .on_answer(latency.as_secs_f64());
+        if let Some(reason) = cut {
+            self.log_cut(reason);
+        }
+    }
+
+    /// A 5xx, a timeout or a lost connection.
+    pub fn failed(&self) {
+        let cut = self.concurrency.lock().expect("concurrency").on_failure();
+        if let Some(reason) = cut {
+            self.log_cut(reason);
+        }
+    }
+
+    fn log_cut(&self, reason: Reason) {
+        let cap = self.concurrency();
+        tracing::info!("requests in flight cut to {cap}: {reason}");
+    }
+
+    /// The server's limit as the adaptive rate last estimated it.
+    pub fn limit(&self) -> Option<f64> {
+        self.adaptive
+            .as_ref()
+            .and_then(|a| a.lock().expect("adaptive").limit())
     }
 
     /// Lets an adaptive rate grow with the time that passed; call it a few times a second.
@@ -368,8 +508,21 @@ impl Pacing {
                 dt
             };
             if self.pause.remaining().is_none() {
-                let rate = a.lock().expect("adaptive").on_tick(now, dt);
+                let (rate, probing) = {
+                    let mut a = a.lock().expect("adaptive");
+                    (a.on_tick(now, dt), a.limit().is_some())
+                };
                 self.limiter.set_rate(rate);
+                let mut logged = self.logged_rate.lock().expect("logged rate");
+                if (rate - *logged).abs() > *logged * 0.1 {
+                    let why = if probing {
+                        "probing for a higher limit, no 429 since the last"
+                    } else {
+                        "starting up, no 429 yet"
+                    };
+                    tracing::info!("adaptive rate {:.1}/s -> {rate:.1}/s: {why}", *logged);
+                    *logged = rate;
+                }
             }
         }
     }
@@ -377,6 +530,15 @@ impl Pacing {
     /// The rate requests are paced at now (0: unlimited).
     pub fn rate(&self) -> f64 {
         self.limiter.rate()
+    }
+}
+
+/// A request in flight (see [`Pacing::sending`]).
+pub struct InFlight<'a>(&'a Pacing);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -507,6 +669,53 @@ mod tests {
         let after = a.on_throttled(2.0, 1.0);
         assert!((Adaptive::FLOOR..8.0).contains(&after), "{after}");
         assert!(a.limit().is_some());
+    }
+
+    #[test]
+    fn a_short_run_finds_the_limit_in_seconds() {
+        // 300 rows at 20/s: 15 s at best, with one 1 s pause.
+        let (share, refused) = ride(20.0, 1.0, 300);
+        assert!(share >= 0.9, "rode at {share:.3} of the limit");
+        assert!(refused <= 0.02, "{refused:.3} of requests refused");
+    }
+
+    #[test]
+    fn the_first_estimate_discounts_a_burst_and_errs_low() {
+        // Slow start against a 20/s server with a burst of 20: 5, 15, then
+        // 45/s, all accepted until the bucket runs dry in the third second
+        // (20 refilled + 20 of burst: 40 requests).
+        let mut a = Adaptive::new(None);
+        let mut t = 0.0;
+        for (rate, n) in [(5.0, 5), (15.0, 15), (45.0, 40)] {
+            for i in 0..n {
+                a.on_accepted(t + i as f64 / rate);
+            }
+            t += n as f64 / rate;
+            a.on_tick(t, 1.0);
+        }
+        let rate = a.on_throttled(t, 1.0);
+        let limit = a.limit().unwrap();
+        assert!((15.0..=20.5).contains(&limit), "estimated {limit}");
+        assert_eq!(rate, limit, "rides at the first estimate");
+    }
+
+    #[test]
+    fn a_429_at_the_first_probe_and_a_long_retry_after_make_it_careful() {
+        let mut a = Adaptive::new(None);
+        a.on_accepted(0.1);
+        // Refused at once, with Retry-After: 60.
+        let rate = a.on_throttled(0.3, 60.0);
+        assert!((Adaptive::FLOOR..=1.0).contains(&rate), "{rate}");
+        // After the pause, ten minutes without a 429 raise it by 30%: no
+        // hurry for a second 429 that would pause everybody for a minute.
+        let mut now = 60.3;
+        for _ in 0..600 {
+            now += 1.0;
+            a.on_accepted(now);
+            a.on_tick(now, 1.0);
+        }
+        assert!(a.rate() <= rate * 1.31, "{} from {rate}", a.rate());
+        assert!(a.rate() > rate * 1.2, "{} from {rate}", a.rate());
     }
 
     #[tokio::test(start_paused = true)]

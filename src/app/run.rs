@@ -304,7 +304,7 @@ pub async fn execute(
         counts.failed + counts.invalid,
         std::sync::atomic::Ordering::Relaxed,
     );
-    let pacing = Arc::new(Pacing::new(rate));
+    let pacing = Arc::new(Pacing::new(rate, options.concurrency));
     let writer = store.into_writer();
     let shared = Arc::new(Shared {
         run_id,

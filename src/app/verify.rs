@@ -76,7 +76,7 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<Exit, Failure> {
         max_attempts: options.max_attempts,
         max_throttled: Settings::default().max_throttled,
     };
-    let pacing = Arc::new(Pacing::new(rate));
+    let pacing = Arc::new(Pacing::new(rate, options.concurrency));
     let out: Box<dyn std::io::Write> = match &args.output {
         Some(path) => Box::new(
             std::fs::File::create(path)

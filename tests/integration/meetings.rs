@@ -136,6 +136,46 @@ async fn the_automatic_rate_finds_the_limit_and_backs_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_grow_with_latency_up_to_the_ceiling() {
+    // Webex-like: creates take 0.6 to 1.2 s, the limit is 20/s. At that
+    // latency the old fixed 8 in flight held a run to about 9 rows/s.
+    let sim = start_sim(SimConfig {
+        rate_limit: Some(20.0),
+        retry_after_secs: 1,
+        latency: Duration::from_millis(600),
+        latency_max: Some(Duration::from_millis(1200)),
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let out = work
+        .run_meetings(
+            &sim,
+            &Env::sim(),
+            "m.csv",
+            &meetings_csv(150),
+            &["-v", "--concurrency", "24"],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let stats = sim.stats();
+    assert!(
+        stats.max_in_flight > 8,
+        "more in flight than the old default when rate x latency needs it: {stats:?}"
+    );
+    assert!(
+        stats.max_in_flight <= 24,
+        "never more than --concurrency: {stats:?}"
+    );
+    assert!(
+        out.stderr.contains("requests in flight at most"),
+        "-v logs the changes: {out:?}"
+    );
+    assert_eq!(stats.early_requests, 0, "{stats:?}");
+    assert_each_created_once(&sim, 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_resumes_and_creates_every_meeting_exactly_once() {
     // Tokens expire every 30 requests and the refresh token rotates: the
     // environment's refresh token is dead by the time of the resume, which
