@@ -1,59 +1,176 @@
-//! Benchmark 3: riding the rate limit. The simulator allows 20 requests/s
-//! (429 with Retry-After: 1 beyond that); 1,000 rows with `--rate auto`.
-//! Prints the achieved rate as a share of the limit and the share of requests
-//! answered 429. `BENCH_ROWS` overrides the row count.
+//! Benchmark 3: riding the rate limit with default options (`--rate auto`,
+//! the default `--concurrency`), against a simulator that allows 20
+//! requests/s (burst 20, 429 with a Retry-After window beyond that):
+//!
+//! 1. no latency, 300 rows and 1,000 rows;
+//! 2. 0.5 to 1.5 s per request (uniform, seeded), 600 rows;
+//! 3. 0.2 s per request, Retry-After 10 s, 600 rows: the time against
+//!    rows / limit + one Retry-After;
+//! 4. no latency, 1,000 rows; the limit drops to 10/s after 20 s and goes
+//!    back to 20/s after 40 s: the share of the limit in each phase.
+//!
+//! Each prints the share of the limit, the share of requests answered 429,
+//! the early requests (sent inside a Retry-After window) and the most
+//! requests in flight. `BENCH_ONLY=2` runs one scenario.
 
 mod common;
 
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use webex_bulk::app::{execute, Source};
-use webex_bulk::sim::SimConfig;
+use webex_bulk::sim::{SimConfig, SimStats};
 
 const LIMIT: f64 = 20.0;
 
 fn main() {
-    let n = common::rows(1_000);
-    common::with_csv(n, |dir, csv| async move {
-        let config = SimConfig {
-            rate_limit: Some(LIMIT),
-            retry_after_secs: 1,
-            latency: Duration::from_millis(20),
-            ..SimConfig::default()
-        };
-        let sim = common::start_sim(config).await;
-        common::queue(dir.path(), &csv);
-        let plan = common::plan(
-            dir.path(),
-            Source::Resume {
-                run: None,
-                retry_failed: false,
-            },
-            sim.base_url(),
-            "auto",
-            8,
-        );
-        let started = Instant::now();
-        let result = execute(plan, std::future::pending())
-            .await
-            .expect("the run");
-        let secs = started.elapsed().as_secs_f64();
-        assert_eq!(result.exit, webex_bulk::app::Exit::Ok);
-        let stats = sim.stats();
-        assert_eq!(stats.creates as usize, n);
+    let only: Option<u32> = std::env::var("BENCH_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let wanted = |n: u32| only.is_none_or(|o| o == n);
+    common::with_csv(0, |dir, _| async move {
         println!("bench rate: cores {}", common::cores());
-        println!("bench rate: rows {n}, server limit {LIMIT}/s, Retry-After 1 s");
-        println!("bench rate: seconds {secs:.1}");
-        println!(
-            "bench rate: achieved_share_of_limit {:.3}",
-            n as f64 / secs / LIMIT
-        );
-        println!(
-            "bench rate: share_answered_429 {:.4} ({} of {} requests; {} early)",
-            stats.rate_limited as f64 / stats.requests as f64,
-            stats.rate_limited,
-            stats.requests,
-            stats.early_requests
-        );
+        println!("bench rate: server limit {LIMIT}/s (burst {LIMIT}), default options");
+        if wanted(1) {
+            for rows in [300, 1_000] {
+                let config = SimConfig {
+                    rate_limit: Some(LIMIT),
+                    retry_after_secs: 1,
+                    ..SimConfig::default()
+                };
+                let (secs, stats, _) = ride(dir.path(), "1", rows, config, &[]).await;
+                let name = format!("1 no latency, {rows} rows");
+                print_common(&name, rows, secs, &stats);
+                println!(
+                    "bench rate: {name}: share_of_limit {:.3}",
+                    rows as f64 / secs / LIMIT
+                );
+            }
+        }
+        if wanted(2) {
+            let rows = 600;
+            let config = SimConfig {
+                rate_limit: Some(LIMIT),
+                retry_after_secs: 1,
+                latency: Duration::from_millis(500),
+                latency_max: Some(Duration::from_millis(1500)),
+                ..SimConfig::default()
+            };
+            let (secs, stats, _) = ride(dir.path(), "2", rows, config, &[]).await;
+            let name = "2 latency 0.5-1.5 s, 600 rows";
+            print_common(name, rows, secs, &stats);
+            println!(
+                "bench rate: {name}: share_of_limit {:.3}",
+                rows as f64 / secs / LIMIT
+            );
+        }
+        if wanted(3) {
+            let rows = 600;
+            let retry = 10;
+            let config = SimConfig {
+                rate_limit: Some(LIMIT),
+                retry_after_secs: retry,
+                early_grace: Duration::from_secs(1),
+                latency: Duration::from_millis(200),
+                ..SimConfig::default()
+            };
+            let (secs, stats, _) = ride(dir.path(), "3", rows, config, &[]).await;
+            let name = "3 latency 0.2 s, Retry-After 10 s, 600 rows";
+            print_common(name, rows, secs, &stats);
+            let target = rows as f64 / LIMIT + retry as f64;
+            println!(
+                "bench rate: {name}: seconds {secs:.1} against rows/limit + one Retry-After {target:.1}: ratio {:.3}",
+                secs / target
+            );
+        }
+        if wanted(4) {
+            let rows = 1_000;
+            let (drop_at, back_at) = (20.0, 40.0);
+            let config = SimConfig {
+                rate_limit: Some(LIMIT),
+                retry_after_secs: 1,
+                rate_limit_changes: vec![
+                    (Duration::from_secs_f64(drop_at), LIMIT / 2.0),
+                    (Duration::from_secs_f64(back_at), LIMIT),
+                ],
+                ..SimConfig::default()
+            };
+            let (secs, stats, at) = ride(dir.path(), "4", rows, config, &[drop_at, back_at]).await;
+            let name = "4 limit 20/s, 10/s after 20 s, 20/s after 40 s, 1000 rows";
+            print_common(name, rows, secs, &stats);
+            let (c1, c2) = (at[0] as f64, at[1] as f64);
+            println!(
+                "bench rate: {name}: share_of_limit before the drop {:.3}, while 10/s {:.3}, after the return {:.3} (over {:.1} s)",
+                c1 / drop_at / LIMIT,
+                (c2 - c1) / (back_at - drop_at) / (LIMIT / 2.0),
+                (rows as f64 - c2) / (secs - back_at) / LIMIT,
+                secs - back_at
+            );
+        }
     });
+}
+
+fn print_common(name: &str, rows: usize, secs: f64, stats: &SimStats) {
+    println!(
+        "bench rate: {name}: seconds {secs:.1}, share_answered_429 {:.4} ({} of {} requests), early {}, max_in_flight {}",
+        stats.rate_limited as f64 / stats.requests as f64,
+        stats.rate_limited,
+        stats.requests,
+        stats.early_requests,
+        stats.max_in_flight
+    );
+    assert_eq!(stats.creates as usize, rows);
+}
+
+/// Runs `rows` rows with default options against a simulator configured so;
+/// returns the seconds, the simulator's counters, and the meetings created
+/// by each of the times `marks` (seconds from the start).
+async fn ride(
+    dir: &Path,
+    name: &str,
+    rows: usize,
+    config: SimConfig,
+    marks: &[f64],
+) -> (f64, SimStats, Vec<u64>) {
+    let folder = dir.join(format!("scenario-{name}-{rows}"));
+    std::fs::create_dir_all(&folder).unwrap();
+    let csv = folder.join("meetings.csv");
+    common::write_meetings_csv(&csv, rows);
+    let sim = Arc::new(common::start_sim(config).await);
+    common::queue(&folder, &csv);
+    let mut plan = common::plan(
+        &folder,
+        Source::Resume {
+            run: None,
+            retry_failed: false,
+        },
+        sim.base_url(),
+        "auto",
+        8,
+    );
+    // The defaults, as a new user runs it.
+    plan.rate = None;
+    plan.concurrency = None;
+    plan.max_attempts = None;
+    let started = Instant::now();
+    let counts: Arc<Vec<AtomicU64>> = Arc::new(marks.iter().map(|_| AtomicU64::new(0)).collect());
+    let watcher = {
+        let (sim, counts, marks) = (sim.clone(), counts.clone(), marks.to_vec());
+        tokio::spawn(async move {
+            for (i, at) in marks.iter().enumerate() {
+                tokio::time::sleep_until((started + Duration::from_secs_f64(*at)).into()).await;
+                counts[i].store(sim.stats().creates, Ordering::Relaxed);
+            }
+        })
+    };
+    let result = execute(plan, std::future::pending())
+        .await
+        .expect("the run");
+    let secs = started.elapsed().as_secs_f64();
+    watcher.abort();
+    assert_eq!(result.exit, webex_bulk::app::Exit::Ok);
+    let at = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    (secs, sim.stats(), at)
 }
