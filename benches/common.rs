@@ -114,6 +114,7 @@ pub fn queue(dir: &Path, csv: &Path) -> i64 {
     let options = serde_json::json!({});
     let opts = webex_bulk::ingest::IngestOptions {
         encoding: webex_bulk::csvin::Encoding::Utf8,
+        delimiter: Some(b','),
         strict: false,
         max_rows: None,
         new_run: true,

@@ -31,6 +31,7 @@ fn queue(dir: &Path, n: usize) -> Figures {
     let options = serde_json::json!({});
     let opts = IngestOptions {
         encoding: Encoding::Utf8,
+        delimiter: Some(b','),
         strict: false,
         max_rows: None,
         new_run: false,

@@ -167,9 +167,12 @@ pub struct RunArgs {
     /// With --resume: give failed rows a fresh set of attempts too.
     #[arg(long, requires = "resume")]
     pub retry_failed: bool,
-    /// The file's encoding.
-    #[arg(long, value_enum, default_value = "utf-8")]
+    /// The file's encoding (auto: UTF-16 by its byte-order mark, else UTF-8, else Windows-1252 with a warning).
+    #[arg(long, value_enum, default_value = "auto")]
     pub encoding: Encoding,
+    /// The field delimiter: one character, or tab [default: sniffed from the header line: , ; or tab].
+    #[arg(long, value_name = "CHAR", value_parser = crate::csvin::parse_delimiter)]
+    pub delimiter: Option<u8>,
     /// How to show progress on stderr.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: Mode,
@@ -192,9 +195,12 @@ pub struct ValidateArgs {
     /// The CSV file.
     #[arg(value_name = "FILE.csv")]
     pub file: PathBuf,
-    /// The file's encoding.
-    #[arg(long, value_enum, default_value = "utf-8")]
+    /// The file's encoding (auto: UTF-16 by its byte-order mark, else UTF-8, else Windows-1252 with a warning).
+    #[arg(long, value_enum, default_value = "auto")]
     pub encoding: Encoding,
+    /// The field delimiter: one character, or tab [default: sniffed from the header line: , ; or tab].
+    #[arg(long, value_name = "CHAR", value_parser = crate::csvin::parse_delimiter)]
+    pub delimiter: Option<u8>,
     /// For kinds that check rows against the org (users: its licenses), the Webex API to ask (sends only those GETs).
     #[arg(long, env = "WEBEX_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,

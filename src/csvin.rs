@@ -17,12 +17,78 @@ use sha2::{Digest, Sha256};
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 pub enum Encoding {
+    /// UTF-16 when the file starts with its byte-order mark, else UTF-8 (±
+    /// BOM), else (when the start of the file is not UTF-8) Windows-1252,
+    /// with a warning that names the guess.
+    #[value(name = "auto")]
+    Auto,
     /// UTF-8, with or without a byte-order mark.
     #[value(name = "utf-8", alias = "utf8")]
     Utf8,
+    /// UTF-16 (little- or big-endian by its byte-order mark; little-endian
+    /// without one), as Webex's own exports are written.
+    #[value(name = "utf-16", alias = "utf16")]
+    Utf16,
     /// Windows-1252 ("ANSI"), what Excel writes on Western Windows machines.
     #[value(name = "windows-1252", alias = "cp1252", alias = "latin1")]
     Windows1252,
+}
+
+/// What the cells' bytes are, once UTF-16 has been turned into UTF-8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cells {
+    Utf8,
+    Windows1252,
+}
+
+/// The field delimiters a header is sniffed for, in order of preference.
+pub const DELIMITERS: [u8; 3] = [b',', b';', b'\t'];
+
+/// Reads `--delimiter`: one character, or `tab`.
+pub fn parse_delimiter(spec: &str) -> Result<u8, String> {
+    match spec {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        s if s.len() == 1 && s.is_ascii() && s != "\"" => Ok(s.as_bytes()[0]),
+        _ => Err(format!(
+            "`{spec}` is not a delimiter; write one character such as , or ; (or tab)"
+        )),
+    }
+}
+
+/// The delimiter of a file whose header line is `line`: the one of
+/// [`DELIMITERS`] that appears most often outside quotes (a comma on a tie
+/// or when none does). Pure.
+pub fn sniff_delimiter(line: &[u8]) -> u8 {
+    let mut counts = [0usize; DELIMITERS.len()];
+    let mut quoted = false;
+    for b in line {
+        match *b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => break,
+            b => {
+                if !quoted {
+                    if let Some(i) = DELIMITERS.iter().position(|d| *d == b) {
+                        counts[i] += 1;
+                    }
+                }
+            }
+        }
+    }
+    let mut best = 0;
+    for i in 1..DELIMITERS.len() {
+        if counts[i] > counts[best] {
+            best = i;
+        }
+    }
+    DELIMITERS[best]
+}
+
+/// A delimiter as people name it.
+fn delimiter_name(d: u8) -> String {
+    match d {
+        b'\t' => "tab".to_owned(),
+        d => format!("`{}`", d as char),
+    }
 }
 
 /// How bad a problem is.
@@ -163,10 +229,9 @@ pub enum ReadError {
     Empty { path: PathBuf },
 }
 
-/// What the bytes that went past the CSV parser tell: their hash, and where
-/// the line breaks are (to give every record its true line number).
+/// Where the line breaks are in the text that went past the CSV parser (to
+/// give every record its true line number).
 struct Tap {
-    hasher: Sha256,
     /// Bytes seen so far.
     offset: u64,
     /// `\n` bytes before the oldest entry of `breaks`.
@@ -179,7 +244,6 @@ struct Tap {
 impl Tap {
     fn new() -> Tap {
         Tap {
-            hasher: Sha256::new(),
             offset: 0,
             lines_before: 0,
             breaks: std::collections::VecDeque::new(),
@@ -217,7 +281,6 @@ impl<R: Read> Read for TapReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut tap = self.tap.borrow_mut();
-        tap.hasher.update(&buf[..n]);
         let base = tap.offset;
         for (i, b) in buf[..n].iter().enumerate() {
             if *b == b'\n' || *b == b'\r' {
@@ -229,52 +292,143 @@ impl<R: Read> Read for TapReader<R> {
     }
 }
 
+/// A reader that hashes the file's own bytes as they pass (before any
+/// decoding), so a run recognises a file it has seen before.
+struct HashReader<R> {
+    inner: R,
+    hasher: std::rc::Rc<std::cell::RefCell<Sha256>>,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.borrow_mut().update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The most the start of a file is read ahead to sniff its encoding and
+/// delimiter (at least its whole first line, up to this).
+const SNIFF: usize = 64 * 1024;
+
 /// A CSV file opened for streaming, one record at a time.
 pub struct CsvFile {
     path: PathBuf,
-    encoding: Encoding,
+    /// What the cells' bytes are (UTF-16 files are decoded to UTF-8 first).
+    cells: Cells,
     reader: csv::Reader<TapReader<Box<dyn Read>>>,
     tap: std::rc::Rc<std::cell::RefCell<Tap>>,
+    hasher: std::rc::Rc<std::cell::RefCell<Sha256>>,
     headers: Vec<String>,
     record: csv::ByteRecord,
+    /// How the file was read, when it was guessed: said once, as a warning.
+    guesses: Vec<String>,
 }
 
 impl CsvFile {
-    /// Opens `path` and reads its header row.
-    pub fn open(path: &Path, encoding: Encoding) -> Result<Self, ReadError> {
+    /// Opens `path` and reads its header row. `delimiter`: `None` sniffs it
+    /// from the header line.
+    pub fn open(path: &Path, encoding: Encoding, delimiter: Option<u8>) -> Result<Self, ReadError> {
         let file = File::open(path).map_err(|source| ReadError::Io {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_reader(
-            path,
-            Box::new(BufReader::with_capacity(256 * 1024, file)),
-            encoding,
-        )
+        Self::from_reader(path, Box::new(file), encoding, delimiter)
     }
 
-    /// Reads CSV from any reader; `path` is only used to name the source in messages.
+    /// Reads CSV from any reader; `path` is only used to name the source in
+    /// messages. The start of the file (its first line at least) is read
+    /// ahead to tell its encoding and its delimiter.
     pub fn from_reader(
         path: &Path,
         inner: Box<dyn Read>,
         encoding: Encoding,
+        delimiter: Option<u8>,
     ) -> Result<Self, ReadError> {
+        let io_error = |source| ReadError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let hasher = std::rc::Rc::new(std::cell::RefCell::new(Sha256::new()));
+        let mut raw = BufReader::with_capacity(
+            256 * 1024,
+            HashReader {
+                inner,
+                hasher: hasher.clone(),
+            },
+        );
+        let head = read_head(&mut raw).map_err(io_error)?;
+        let mut guesses = Vec::new();
+        let utf16 = head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF");
+        let rest = io::Cursor::new(head.clone()).chain(raw);
+        let (text, first_line, cells): (Box<dyn Read>, Vec<u8>, Cells) = if utf16
+            || encoding == Encoding::Utf16
+        {
+            let le = !head.starts_with(b"\xFE\xFF");
+            let codec = if le {
+                encoding_rs::UTF_16LE
+            } else {
+                encoding_rs::UTF_16BE
+            };
+            let decoded = codec.decode_with_bom_removal(&head).0.into_owned();
+            if encoding == Encoding::Auto {
+                guesses.push(format!(
+                    "read as UTF-16 ({}-endian, by its byte-order mark)",
+                    if le { "little" } else { "big" }
+                ));
+            }
+            let reader = encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(codec))
+                .build(rest);
+            (Box::new(reader), decoded.into_bytes(), Cells::Utf8)
+        } else {
+            let cells = match encoding {
+                Encoding::Windows1252 => Cells::Windows1252,
+                Encoding::Utf8 => Cells::Utf8,
+                _ => match std::str::from_utf8(&head) {
+                    Ok(_) => Cells::Utf8,
+                    // Cut inside a character at the end of what was read.
+                    Err(e) if e.error_len().is_none() => Cells::Utf8,
+                    Err(_) => {
+                        guesses.push("its start is not UTF-8, so it is read as Windows-1252 (what Excel writes on Western Windows machines); if its accents look wrong in the report, pass --encoding".to_owned());
+                        Cells::Windows1252
+                    }
+                },
+            };
+            (Box::new(rest), head, cells)
+        };
+        let delimiter = match delimiter {
+            Some(d) => d,
+            None => {
+                let d = sniff_delimiter(&first_line);
+                if d != b',' {
+                    guesses.push(format!(
+                        "its fields are separated by {} (pass --delimiter to choose another)",
+                        delimiter_name(d)
+                    ));
+                }
+                d
+            }
+        };
         let tap = std::rc::Rc::new(std::cell::RefCell::new(Tap::new()));
         let reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
+            .delimiter(delimiter)
             .buffer_capacity(256 * 1024)
             .from_reader(TapReader {
-                inner,
+                inner: text,
                 tap: tap.clone(),
             });
         let mut file = CsvFile {
             path: path.to_owned(),
-            encoding,
+            cells,
             reader,
             tap,
+            hasher,
             headers: Vec::new(),
             record: csv::ByteRecord::new(),
+            guesses,
         };
         let raw = match file.reader.byte_headers() {
             Ok(h) => h.clone(),
@@ -346,10 +500,17 @@ impl CsvFile {
         Ok(Some(line))
     }
 
-    /// The SHA-256 of every byte read so far, hex-encoded. After the last
-    /// record it is the hash of the whole file.
+    /// The SHA-256 of every byte read so far (the file's own bytes, before
+    /// any decoding), hex-encoded. After the last record it is the hash of
+    /// the whole file.
     pub fn sha256_hex(&self) -> String {
-        hex::encode(self.tap.borrow().hasher.clone().finalize())
+        hex::encode(self.hasher.borrow().clone().finalize())
+    }
+
+    /// How the file was read where that was guessed (an encoding, a
+    /// delimiter), each a sentence: worth one warning.
+    pub fn guesses(&self) -> &[String] {
+        &self.guesses
     }
 
     fn decode<'a>(
@@ -358,15 +519,15 @@ impl CsvFile {
         line: u64,
         column: usize,
     ) -> Result<std::borrow::Cow<'a, str>, ReadError> {
-        match self.encoding {
-            Encoding::Utf8 => std::str::from_utf8(cell)
+        match self.cells {
+            Cells::Utf8 => std::str::from_utf8(cell)
                 .map(std::borrow::Cow::Borrowed)
                 .map_err(|_| ReadError::NotUtf8 {
                     path: self.path.clone(),
                     line,
                     column,
                 }),
-            Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252
+            Cells::Windows1252 => Ok(encoding_rs::WINDOWS_1252
                 .decode_without_bom_handling(cell)
                 .0),
         }
@@ -386,6 +547,22 @@ impl CsvFile {
             },
         }
     }
+}
+
+/// Reads the start of a file: its first line at least (unless the file is
+/// shorter), and what the reads that brought it gave, up to [`SNIFF`]
+/// bytes. Waits for no more than the first line (a pipe may be slow).
+fn read_head(raw: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    while head.len() < SNIFF && !head.contains(&b'\n') {
+        let n = raw.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    Ok(head)
 }
 
 /// A pragmatic check of an email address: one `@`, a non-empty local part
@@ -432,6 +609,7 @@ mod tests {
             Path::new("t.csv"),
             Box::new(io::Cursor::new(bytes.to_vec())),
             encoding,
+            None,
         )?;
         let headers = file.headers().to_vec();
         let mut rows = Vec::new();
@@ -483,6 +661,7 @@ mod tests {
             Path::new("t"),
             Box::new(io::Cursor::new(bytes.to_vec())),
             Encoding::Utf8,
+            None,
         )
         .unwrap();
         let mut f = Vec::new();
@@ -515,5 +694,122 @@ mod tests {
         ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
+    }
+
+    fn guesses_of(bytes: &[u8], encoding: Encoding) -> Vec<String> {
+        CsvFile::from_reader(
+            Path::new("t.csv"),
+            Box::new(io::Cursor::new(bytes.to_vec())),
+            encoding,
+            None,
+        )
+        .unwrap()
+        .guesses()
+        .to_vec()
+    }
+
+    #[test]
+    fn the_delimiter_is_sniffed_from_the_header_line() {
+        assert_eq!(sniff_delimiter(b"title;start;hostEmail\n1,2;3"), b';');
+        assert_eq!(sniff_delimiter(b"title\tstart\thost\n"), b'\t');
+        assert_eq!(sniff_delimiter(b"title,start,host"), b',');
+        assert_eq!(sniff_delimiter(b"title"), b',', "none: a comma");
+        // Quoted delimiters do not count.
+        assert_eq!(sniff_delimiter(b"\"a;b;c\",x,y"), b',');
+        assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
+        assert_eq!(parse_delimiter(";"), Ok(b';'));
+        assert!(parse_delimiter(";;").is_err());
+        assert!(parse_delimiter("\"").is_err());
+    }
+
+    #[test]
+    fn a_semicolon_file_from_a_european_excel_reads_and_says_so() {
+        let (headers, rows) = read_all(
+            b"Title;Start;Host Email\r\nSync;2027-01-12 09:00;a@b.co\r\n",
+            Encoding::Auto,
+        )
+        .unwrap();
+        assert_eq!(headers, ["Title", "Start", "Host Email"]);
+        assert_eq!(
+            rows,
+            vec![(
+                2,
+                vec![
+                    "Sync".to_string(),
+                    "2027-01-12 09:00".into(),
+                    "a@b.co".into()
+                ]
+            )]
+        );
+        let guesses = guesses_of(b"a;b\n1;2\n", Encoding::Auto);
+        assert_eq!(guesses.len(), 1);
+        assert!(guesses[0].contains("`;`"), "{guesses:?}");
+    }
+
+    #[test]
+    fn utf16_with_its_byte_order_mark_reads_in_either_order() {
+        let text = "Title\tHost Email\r\nCaf\u{e9} \u{2615}\ta@b.co\r\n";
+        let le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        for bytes in [le, be] {
+            let (headers, rows) = read_all(&bytes, Encoding::Auto).unwrap();
+            assert_eq!(headers, ["Title", "Host Email"]);
+            assert_eq!(
+                rows,
+                vec![(2, vec!["Caf\u{e9} \u{2615}".to_string(), "a@b.co".into()])]
+            );
+            let guesses = guesses_of(&bytes, Encoding::Auto);
+            assert!(guesses.iter().any(|g| g.contains("UTF-16")), "{guesses:?}");
+            assert!(guesses.iter().any(|g| g.contains("tab")), "{guesses:?}");
+        }
+    }
+
+    #[test]
+    fn windows_1252_is_guessed_when_the_start_is_not_utf8_and_never_when_it_is() {
+        let bytes = b"title,city\nx,M\xfcnchen\n";
+        let (_, rows) = read_all(bytes, Encoding::Auto).unwrap();
+        assert_eq!(rows[0].1[1], "M\u{fc}nchen");
+        let guesses = guesses_of(bytes, Encoding::Auto);
+        assert!(guesses[0].contains("Windows-1252"), "{guesses:?}");
+        // UTF-8 (with its accents) is read as UTF-8, and says nothing.
+        let utf8 = "title,city\nx,M\u{fc}nchen\n".as_bytes();
+        assert_eq!(
+            read_all(utf8, Encoding::Auto).unwrap().1[0].1[1],
+            "M\u{fc}nchen"
+        );
+        assert!(guesses_of(utf8, Encoding::Auto).is_empty());
+        // Forced UTF-8 still refuses the bytes, naming line and column.
+        assert!(matches!(
+            read_all(bytes, Encoding::Utf8),
+            Err(ReadError::NotUtf8 {
+                line: 2,
+                column: 2,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_hash_is_of_the_files_own_bytes_whatever_the_encoding() {
+        let bytes: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("a\n1\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let mut file = CsvFile::from_reader(
+            Path::new("t"),
+            Box::new(io::Cursor::new(bytes.clone())),
+            Encoding::Auto,
+            None,
+        )
+        .unwrap();
+        let mut fields = Vec::new();
+        while file.next_record(&mut fields).unwrap().is_some() {}
+        assert_eq!(file.sha256_hex(), hex::encode(Sha256::digest(&bytes)));
     }
 }

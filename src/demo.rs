@@ -152,6 +152,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit, Failure> {
             kind: crate::kinds::Kind::name(&crate::kinds::meetings::Meetings).to_owned(),
             path: sample,
             encoding: crate::csvin::Encoding::Utf8,
+            delimiter: None,
             strict: false,
             max_rows: None,
             new_run: false,
@@ -260,6 +261,7 @@ mod tests {
         let scan = crate::ingest::scan_job(
             &path,
             crate::csvin::Encoding::Utf8,
+            None,
             &crate::kinds::meetings::MeetingsJob,
             Utc::now(),
             |_, _, _| Ok(()),

@@ -72,6 +72,7 @@ pub struct Scan {
 pub fn scan_job(
     path: &Path,
     encoding: Encoding,
+    delimiter: Option<u8>,
     job: &dyn Job,
     now: DateTime<Utc>,
     mut on_row: impl FnMut(
@@ -81,7 +82,11 @@ pub fn scan_job(
     ) -> Result<(), IngestError>,
     mut on_problem: impl FnMut(&Problem),
 ) -> Result<Scan, IngestError> {
-    let mut file = CsvFile::open(path, encoding)?;
+    let mut file = CsvFile::open(path, encoding, delimiter)?;
+    let guesses = file.guesses().len() as u64;
+    for guess in file.guesses() {
+        on_problem(&Problem::line(0, guess.clone(), "nothing to do if that is right").warning());
+    }
     let header = file.headers().to_vec();
     let mut checker = job
         .checker(&header, now)
@@ -102,6 +107,7 @@ pub fn scan_job(
     }
     let mut scan = Scan {
         header,
+        warnings: guesses,
         ..Scan::default()
     };
     let mut fields = Vec::with_capacity(checker.width());
@@ -134,6 +140,8 @@ pub fn scan_job(
 /// How to queue a file.
 pub struct IngestOptions<'a> {
     pub encoding: Encoding,
+    /// The field delimiter; `None`: sniffed from the header line.
+    pub delimiter: Option<u8>,
     /// Refuse the whole file when a row is invalid.
     pub strict: bool,
     /// Refuse a file with more data rows than this.
@@ -257,6 +265,7 @@ fn read_rows(
     let scan = scan_job(
         path,
         opts.encoding,
+        opts.delimiter,
         opts.job,
         opts.now,
         |line, fields, result| {
@@ -323,6 +332,7 @@ mod tests {
         let options = serde_json::json!({});
         let opts = IngestOptions {
             encoding: Encoding::Utf8,
+            delimiter: None,
             strict: false,
             max_rows,
             new_run: false,

@@ -44,6 +44,8 @@ pub enum Source {
         kind: String,
         path: PathBuf,
         encoding: Encoding,
+        /// `None`: sniffed from the header line.
+        delimiter: Option<u8>,
         strict: bool,
         max_rows: Option<u64>,
         new_run: bool,
@@ -82,6 +84,7 @@ pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
                 .clone()
                 .expect("clap requires FILE without --resume"),
             encoding: args.encoding,
+            delimiter: args.delimiter,
             strict: args.strict,
             max_rows: args.max_rows,
             new_run: args.new_run,
@@ -163,6 +166,7 @@ pub async fn execute(
             kind,
             path,
             encoding,
+            delimiter,
             strict,
             max_rows,
             new_run,
@@ -177,6 +181,7 @@ pub async fn execute(
             let options = options.to_json();
             let opts = IngestOptions {
                 encoding: *encoding,
+                delimiter: *delimiter,
                 strict: *strict,
                 max_rows: *max_rows,
                 new_run: *new_run,

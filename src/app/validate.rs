@@ -51,6 +51,7 @@ pub(super) async fn validate(args: ValidateArgs) -> Result<Exit, Failure> {
     let result = ingest::scan_job(
         &args.file,
         args.encoding,
+        args.delimiter,
         job.as_ref(),
         chrono::Utc::now(),
         |_, _, _| Ok(()),

@@ -193,7 +193,8 @@ async fn bad_input_is_refused_before_anything_is_queued() {
     .await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("more than 1 rows"), "{out:?}");
-    // Not UTF-8: the first bad line is named; windows-1252 reads it.
+    // Not UTF-8: read as Windows-1252, with a warning that says so; with
+    // --encoding utf-8 the first bad line is named.
     let latin = work.path("latin.csv");
     let mut bytes = meetings_csv(3).into_bytes();
     let pos = bytes.windows(5).rposition(|w| w == b"Row 2").unwrap();
@@ -203,6 +204,17 @@ async fn bad_input_is_refused_before_anything_is_queued() {
         &work,
         &Env::default(),
         &["validate", "meetings", &s(&latin)],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("read as Windows-1252") && out.stdout.contains("1 warnings"),
+        "{out:?}"
+    );
+    let out = run(
+        &work,
+        &Env::default(),
+        &["validate", "meetings", &s(&latin), "--encoding", "utf-8"],
     )
     .await;
     assert_eq!(out.code, 2, "{out:?}");
@@ -225,4 +237,34 @@ async fn bad_input_is_refused_before_anything_is_queued() {
     assert_eq!(out.code, 0, "{out:?}");
     // Nothing was ever queued.
     assert_eq!(work.status().await, serde_json::json!([]));
+}
+
+/// A file as a German Excel saves it: `;` between fields, Windows-1252
+/// bytes (an umlaut in a title). It runs as it is, and says how it was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semicolon_windows_1252_file_runs_as_it_is_and_says_how_it_was_read() {
+    let sim = start_sim(SimConfig::default()).await;
+    let work = Work::new();
+    let text = meetings_csv(5)
+        .replace(',', ";")
+        .replace("review", "Pr\u{fc}fung");
+    let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(&text);
+    assert!(!unmappable);
+    let path = work.path("de.csv");
+    std::fs::write(&path, &bytes).unwrap();
+    let (file, db, base) = (s(&path), s(&work.db()), sim.base_url());
+    let out = run(&work, &Env::sim(), &run_args(&file, &db, &base, &[])).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("separated by `;`"), "{out:?}");
+    assert!(out.stderr.contains("read as Windows-1252"), "{out:?}");
+    assert_each_created_once(&sim, 5);
+    let titles: Vec<String> = sim
+        .meetings()
+        .iter()
+        .map(|m| m["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        titles.iter().all(|t| t.contains("Pr\u{fc}fung")),
+        "{titles:?}"
+    );
 }
