@@ -153,6 +153,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit, Failure> {
             path: sample,
             encoding: crate::csvin::Encoding::Utf8,
             delimiter: None,
+            limit: None,
             strict: false,
             max_rows: None,
             new_run: false,

@@ -47,6 +47,9 @@ pub struct Settings {
     /// How long after an uncertain create a lookup that finds nothing is
     /// trusted (see [`crate::settle`]).
     pub settle: Duration,
+    /// Rows at lines after this one wait for a later run of the engine
+    /// (`run --limit N`: the line of the N-th row); `i64::MAX`: none wait.
+    pub last_line: i64,
 }
 
 impl Default for Settings {
@@ -57,6 +60,7 @@ impl Default for Settings {
             max_throttled: 50,
             drain_timeout: Duration::from_secs(30),
             settle: settle::DEFAULT_SETTLE,
+            last_line: i64::MAX,
         }
     }
 }
@@ -208,9 +212,12 @@ pub async fn run(
         while want < most && s.pacing.limiter.try_take() {
             want += 1;
         }
-        let rows = s.writer.claim(s.run_id, now_ms(), want).await?;
+        let rows = s
+            .writer
+            .claim(s.run_id, now_ms(), want, s.settings.last_line)
+            .await?;
         if rows.is_empty() {
-            let waiting = s.writer.next_due(s.run_id).await?;
+            let waiting = s.writer.next_due(s.run_id, s.settings.last_line).await?;
             s.tally.checks.store(waiting.checks, Ordering::Relaxed);
             s.tally
                 .next_check_at

@@ -46,6 +46,8 @@ pub enum Source {
         encoding: Encoding,
         /// `None`: sniffed from the header line.
         delimiter: Option<u8>,
+        /// Carry out only this many valid rows, then stop (resumable).
+        limit: Option<u64>,
         strict: bool,
         max_rows: Option<u64>,
         new_run: bool,
@@ -85,6 +87,7 @@ pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
                 .expect("clap requires FILE without --resume"),
             encoding: args.encoding,
             delimiter: args.delimiter,
+            limit: args.limit,
             strict: args.strict,
             max_rows: args.max_rows,
             new_run: args.new_run,
@@ -161,12 +164,15 @@ pub async fn execute(
     let (client, tokens);
     // The run's kind, made ready (it may have asked the org).
     let job;
+    // `--limit N`: the line of the N-th valid row; later rows wait.
+    let mut last_line = i64::MAX;
     let run_id = match &plan.source {
         Source::File {
             kind,
             path,
             encoding,
             delimiter,
+            limit,
             strict,
             max_rows,
             new_run,
@@ -212,6 +218,12 @@ pub async fn execute(
                 scan.valid,
                 scan.invalid
             );
+            if let Some(n) = limit {
+                if let Some(line) = store.nth_pending_line(run_id, n - 1).map_err(storage)? {
+                    last_line = line;
+                    eprintln!("--limit {n}: carrying out the rows up to line {line}; `webex-bulk run --resume {run_id}` does the rest");
+                }
+            }
             stored_options = options;
             run_id
         }
@@ -290,6 +302,7 @@ pub async fn execute(
         concurrency: options.concurrency,
         max_attempts: options.max_attempts,
         settle: options.settle,
+        last_line,
         ..Settings::default()
     };
 
@@ -352,7 +365,15 @@ pub async fn execute(
     })?;
     let counts = writer.counts(run_id).await.map_err(storage)?;
     let elapsed = progress::humanize(started.elapsed());
+    // A `--limit` run whose first rows are done: the rest waits for --resume.
+    let limited =
+        last_line != i64::MAX && stop == Stop::Finished && counts.pending + counts.in_flight > 0;
     let (state, exit, message) = match &stop {
+        Stop::Finished if limited => (
+            RunState::Interrupted,
+            Exit::Ok,
+            Some("stopped after the rows --limit asked for".to_owned()),
+        ),
         Stop::Finished => (RunState::Finished, Exit::of_counts(&counts), None),
         Stop::Interrupted => (
             RunState::Interrupted,
@@ -376,6 +397,12 @@ pub async fn execute(
     );
     let db = plan.db.display();
     match &stop {
+        Stop::Finished if limited => {
+            println!(
+                "run {run_id} stopped after the rows --limit asked for, in {elapsed}: {tally_line}"
+            );
+            eprintln!("webex-bulk: check them (webex-bulk report --db {db} --run {run_id}), then `webex-bulk run --resume {run_id} --db {db}` does the rest");
+        }
         Stop::Finished => {
             println!("run {run_id} finished in {elapsed}: {tally_line}");
             if counts.failed + counts.invalid > 0 {

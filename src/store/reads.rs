@@ -25,6 +25,19 @@ impl Store {
         id.map(|id| self.run(id)).transpose().map(Option::flatten)
     }
 
+    /// The line of the `n`-th pending row of a run (0-based, in line order),
+    /// if it has that many: where `run --limit` stops.
+    pub fn nth_pending_line(&self, run_id: i64, n: u64) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT line FROM rows WHERE run_id = ?1 AND state = 'pending' ORDER BY line LIMIT 1 OFFSET ?2",
+                params![run_id, n as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
     /// Every run, oldest first.
     pub fn runs(&self) -> Result<Vec<RunInfo>> {
         let mut stmt = self.conn.prepare(

@@ -102,7 +102,7 @@ async fn claims_are_durable_and_resume_marks_them_for_lookup() {
     let (dir, store, run) = store_with_rows(3);
     assert_eq!(store.latest_run().unwrap().unwrap().source_sha256, "abc");
     let writer = store.into_writer();
-    let got = writer.claim(run, now_ms(), 2).await.unwrap();
+    let got = writer.claim(run, now_ms(), 2, i64::MAX).await.unwrap();
     assert_eq!(got.iter().map(|c| c.line).collect::<Vec<_>>(), vec![2, 3]);
     assert_eq!(got[1].cells().unwrap(), vec!["t3".to_string()]);
     assert_eq!(got[1].request, None);
@@ -133,7 +133,7 @@ async fn claims_are_durable_and_resume_marks_them_for_lookup() {
     assert_eq!(other.prepare_resume(run, false).unwrap(), 1);
     let c = other.counts(run).unwrap();
     assert_eq!((c.pending, c.in_flight, c.succeeded), (2, 0, 1));
-    let again = writer.claim(run, now_ms(), 10).await.unwrap();
+    let again = writer.claim(run, now_ms(), 10, i64::MAX).await.unwrap();
     assert_eq!(
         again
             .iter()
@@ -148,7 +148,7 @@ async fn claims_are_durable_and_resume_marks_them_for_lookup() {
 async fn released_rows_are_pending_again_as_they_were() {
     let (dir, store, run) = store_with_rows(3);
     let writer = store.into_writer();
-    let first = writer.claim(run, now_ms(), 3).await.unwrap();
+    let first = writer.claim(run, now_ms(), 3, i64::MAX).await.unwrap();
     assert_eq!(first.len(), 3);
     // A crash: line 2 must be looked up before any resend.
     writer.release(run, vec![2, 3, 4]).await.unwrap();
@@ -157,7 +157,7 @@ async fn released_rows_are_pending_again_as_they_were() {
         .conn
         .execute("UPDATE rows SET reconcile = 1 WHERE line = 2", [])
         .unwrap();
-    let again = writer.claim(run, now_ms(), 3).await.unwrap();
+    let again = writer.claim(run, now_ms(), 3, i64::MAX).await.unwrap();
     writer.release(run, vec![3]).await.unwrap();
     assert_eq!(
         again
@@ -177,7 +177,7 @@ async fn released_rows_are_pending_again_as_they_were() {
 async fn a_result_nobody_waits_for_is_committed_on_its_own() {
     let (dir, store, run) = store_with_rows(1);
     let writer = store.into_writer();
-    let claimed = writer.claim(run, now_ms(), 1).await.unwrap();
+    let claimed = writer.claim(run, now_ms(), 1, i64::MAX).await.unwrap();
     writer
         .record(
             run,
@@ -209,7 +209,7 @@ async fn a_result_nobody_waits_for_is_committed_on_its_own() {
 async fn recorded_results_are_committed_before_anything_asked_later() {
     let (_dir, store, run) = store_with_rows(3);
     let writer = store.into_writer();
-    let claimed = writer.claim(run, now_ms(), 3).await.unwrap();
+    let claimed = writer.claim(run, now_ms(), 3, i64::MAX).await.unwrap();
     for c in &claimed {
         let created = Created {
             id: format!("m{}", c.line),
@@ -237,7 +237,7 @@ async fn retries_wait_until_due() {
     let (_dir, store, run) = store_with_rows(1);
     let writer = store.into_writer();
     let now = now_ms();
-    let c = writer.claim(run, now, 5).await.unwrap();
+    let c = writer.claim(run, now, 5, i64::MAX).await.unwrap();
     assert_eq!(c.len(), 1);
     let retry = Outcome::Retry {
         next_at: now + 60_000,
@@ -250,15 +250,19 @@ async fn retries_wait_until_due() {
         throttled: false,
     };
     writer.complete(run, 2, retry, vec![]).await.unwrap();
-    assert!(writer.claim(run, now, 5).await.unwrap().is_empty());
-    let waiting = writer.next_due(run).await.unwrap();
+    assert!(writer
+        .claim(run, now, 5, i64::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    let waiting = writer.next_due(run, i64::MAX).await.unwrap();
     assert_eq!(waiting.next, Some(now + 60_000));
     // Its earlier create may still land: it waits for Webex to finish.
     assert_eq!(
         (waiting.settling, waiting.next_settled),
         (1, Some(now + 60_000))
     );
-    let later = writer.claim(run, now + 60_000, 5).await.unwrap();
+    let later = writer.claim(run, now + 60_000, 5, i64::MAX).await.unwrap();
     assert_eq!((later[0].failures, later[0].reconcile), (1, true));
 }
 
@@ -267,7 +271,7 @@ async fn an_uncertain_create_keeps_its_send_time_and_a_stop_counts_from_the_clai
     let (dir, store, run) = store_with_rows(2);
     let writer = store.into_writer();
     let claimed_at = now_ms() - 10_000;
-    let c = writer.claim(run, claimed_at, 2).await.unwrap();
+    let c = writer.claim(run, claimed_at, 2, i64::MAX).await.unwrap();
     assert_eq!(c.len(), 2);
     assert_eq!(c[0].uncertain_at, None);
     // Line 2: a create timed out; it was sent at `sent`.
@@ -294,7 +298,7 @@ async fn an_uncertain_create_keeps_its_send_time_and_a_stop_counts_from_the_clai
     writer.complete(run, 2, retry, vec![create]).await.unwrap();
     // Line 3 stays in flight, stamped later (its create left late).
     writer.stamp(run, 3, claimed_at + 3_000).await.unwrap();
-    let again = writer.claim(run, now_ms(), 1).await.unwrap();
+    let again = writer.claim(run, now_ms(), 1, i64::MAX).await.unwrap();
     assert_eq!(
         (again[0].line, again[0].uncertain_at, again[0].creates),
         (2, Some(sent), 1)
@@ -304,7 +308,7 @@ async fn an_uncertain_create_keeps_its_send_time_and_a_stop_counts_from_the_clai
     let mut store = Store::open(&dir.path().join("q.db")).unwrap();
     assert_eq!(store.prepare_resume(run, false).unwrap(), 2);
     let writer = store.into_writer();
-    let mut rows = writer.claim(run, now_ms(), 5).await.unwrap();
+    let mut rows = writer.claim(run, now_ms(), 5, i64::MAX).await.unwrap();
     rows.sort_by_key(|c| c.line);
     let uncertain: Vec<_> = rows
         .iter()
@@ -329,7 +333,7 @@ async fn a_final_check_is_held_while_under_way_and_ends_the_run_only_when_done()
     let (dir, store, run) = store_with_rows(1);
     let writer = store.into_writer();
     let now = now_ms();
-    writer.claim(run, now, 1).await.unwrap();
+    writer.claim(run, now, 1, i64::MAX).await.unwrap();
     let succeeded = Outcome::Succeeded {
         created: Created {
             id: "m2".into(),
@@ -343,7 +347,7 @@ async fn a_final_check_is_held_while_under_way_and_ends_the_run_only_when_done()
     writer.complete(run, 2, succeeded, vec![]).await.unwrap();
     let c = writer.counts(run).await.unwrap();
     assert_eq!((c.succeeded, c.checks, c.done(), c.total()), (1, 1, 2, 2));
-    let waiting = writer.next_due(run).await.unwrap();
+    let waiting = writer.next_due(run, i64::MAX).await.unwrap();
     assert_eq!(
         waiting,
         Waiting {
@@ -353,18 +357,26 @@ async fn a_final_check_is_held_while_under_way_and_ends_the_run_only_when_done()
             ..Waiting::default()
         }
     );
-    assert!(writer.claim(run, now, 5).await.unwrap().is_empty());
-    let check = writer.claim(run, now + 60_000, 5).await.unwrap();
+    assert!(writer
+        .claim(run, now, 5, i64::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    let check = writer.claim(run, now + 60_000, 5, i64::MAX).await.unwrap();
     assert_eq!(check.len(), 1);
     assert!(check[0].check);
     assert_eq!(check[0].result_id.as_deref(), Some("m2"));
     // Held: not handed out twice, and not "due" while a worker has it.
-    assert!(writer.claim(run, now + 60_000, 5).await.unwrap().is_empty());
-    assert_eq!(writer.next_due(run).await.unwrap().next, None);
-    assert_eq!(writer.next_due(run).await.unwrap().checks, 1);
+    assert!(writer
+        .claim(run, now + 60_000, 5, i64::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(writer.next_due(run, i64::MAX).await.unwrap().next, None);
+    assert_eq!(writer.next_due(run, i64::MAX).await.unwrap().checks, 1);
     // Given back (the run stopped before it started): due again.
     writer.release(run, vec![2]).await.unwrap();
-    let check = writer.claim(run, now + 60_000, 5).await.unwrap();
+    let check = writer.claim(run, now + 60_000, 5, i64::MAX).await.unwrap();
     assert_eq!(check.len(), 1);
     // A stop while it is under way: the resume makes it again.
     drop(writer);
@@ -372,7 +384,7 @@ async fn a_final_check_is_held_while_under_way_and_ends_the_run_only_when_done()
     store.prepare_resume(run, false).unwrap();
     assert_eq!(store.counts(run).unwrap().succeeded, 1);
     let writer = store.into_writer();
-    let check = writer.claim(run, now + 60_000, 5).await.unwrap();
+    let check = writer.claim(run, now + 60_000, 5, i64::MAX).await.unwrap();
     assert_eq!(check.len(), 1);
     let done = Outcome::Checked {
         note: Some("removed 1 duplicate".into()),
@@ -383,7 +395,10 @@ async fn a_final_check_is_held_while_under_way_and_ends_the_run_only_when_done()
     writer.complete(run, 2, done, vec![]).await.unwrap();
     let c = writer.counts(run).await.unwrap();
     assert_eq!((c.succeeded, c.checks), (1, 0));
-    assert_eq!(writer.next_due(run).await.unwrap(), Waiting::default());
+    assert_eq!(
+        writer.next_due(run, i64::MAX).await.unwrap(),
+        Waiting::default()
+    );
     drop(writer);
     let store = Store::open(&dir.path().join("q.db")).unwrap();
     let mut notes = Vec::new();
@@ -416,7 +431,14 @@ async fn a_new_database_and_its_wal_are_readable_by_the_owner_only() {
     let run = one_row_ingest(&mut store).commit("h", &[]).unwrap();
     let writer = store.into_writer();
     // A write in WAL mode: the WAL and its index exist now.
-    assert_eq!(writer.claim(run, now_ms(), 1).await.unwrap().len(), 1);
+    assert_eq!(
+        writer
+            .claim(run, now_ms(), 1, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let mode = |name: &str| {
         std::fs::metadata(dir.path().join(name))
             .unwrap()
@@ -457,7 +479,7 @@ async fn a_database_of_the_first_schema_is_migrated_and_a_newer_one_refused() {
     assert_eq!(store.prepare_resume(1, false).unwrap(), 1);
     assert_eq!(store.counts(1).unwrap().pending, 1);
     let writer = store.into_writer();
-    let row = &writer.claim(1, now_ms(), 1).await.unwrap()[0];
+    let row = &writer.claim(1, now_ms(), 1, i64::MAX).await.unwrap()[0];
     // The old create and the stop in flight; and the window counts from
     // the migration (the old version did not stamp late sends).
     assert_eq!(row.creates, 2);

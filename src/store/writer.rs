@@ -13,6 +13,7 @@ enum Command {
         run_id: i64,
         now: i64,
         limit: usize,
+        last_line: i64,
         reply: tokio::sync::oneshot::Sender<Result<Vec<Claimed>>>,
     },
     Complete {
@@ -34,6 +35,7 @@ enum Command {
     },
     NextDue {
         run_id: i64,
+        last_line: i64,
         reply: tokio::sync::oneshot::Sender<Result<Waiting>>,
     },
     Stamp {
@@ -101,11 +103,20 @@ impl Writer {
     }
 
     /// Marks up to `limit` due rows `in_flight` (durably) and returns them.
-    pub async fn claim(&self, run_id: i64, now: i64, limit: usize) -> Result<Vec<Claimed>> {
+    /// Claims up to `limit` due rows (then due final checks) at lines up to
+    /// `last_line` (`i64::MAX`: all; a `--limit` run stops short of the rest).
+    pub async fn claim(
+        &self,
+        run_id: i64,
+        now: i64,
+        limit: usize,
+        last_line: i64,
+    ) -> Result<Vec<Claimed>> {
         self.ask(|reply| Command::Claim {
             run_id,
             now,
             limit,
+            last_line,
             reply,
         })
         .await
@@ -175,10 +186,15 @@ impl Writer {
         self.ask(|reply| Command::Counts { run_id, reply }).await
     }
 
-    /// What the run still waits for: when the earliest pending row or
-    /// final check becomes due.
-    pub async fn next_due(&self, run_id: i64) -> Result<Waiting> {
-        self.ask(|reply| Command::NextDue { run_id, reply }).await
+    /// What the run still waits for: when the earliest pending row (at a
+    /// line up to `last_line`) or final check becomes due.
+    pub async fn next_due(&self, run_id: i64, last_line: i64) -> Result<Waiting> {
+        self.ask(|reply| Command::NextDue {
+            run_id,
+            last_line,
+            reply,
+        })
+        .await
     }
 
     /// Records durably that a claimed row's request leaves now (ms): a row
@@ -323,8 +339,9 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
             run_id,
             now,
             limit,
+            last_line,
             reply,
-        } => Reply::Claim(reply, claim(tx, run_id, now, limit)),
+        } => Reply::Claim(reply, claim(tx, run_id, now, limit, last_line)),
         Command::Complete {
             run_id,
             line,
@@ -338,9 +355,11 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Reply {
             reply,
         } => Reply::Unit(Some(reply), release(tx, run_id, &lines)),
         Command::Counts { run_id, reply } => Reply::Counts(reply, counts(tx, run_id)),
-        Command::NextDue { run_id, reply } => {
-            Reply::NextDue(reply, waiting(tx, run_id, now_ms()))
-        }
+        Command::NextDue {
+            run_id,
+            last_line,
+            reply,
+        } => Reply::NextDue(reply, waiting(tx, run_id, now_ms(), last_line)),
         Command::Stamp {
             run_id,
             line,
@@ -402,10 +421,12 @@ pub struct Waiting {
     pub next_settled: Option<i64>,
 }
 
-fn waiting(tx: &Transaction<'_>, run_id: i64, now: i64) -> Result<Waiting> {
+fn waiting(tx: &Transaction<'_>, run_id: i64, now: i64, last_line: i64) -> Result<Waiting> {
     let pending: Option<i64> = tx
-        .prepare_cached("SELECT min(next_at) FROM rows WHERE run_id = ?1 AND state = 'pending'")?
-        .query_row([run_id], |r| r.get(0))?;
+        .prepare_cached(
+            "SELECT min(next_at) FROM rows WHERE run_id = ?1 AND state = 'pending' AND line <= ?2",
+        )?
+        .query_row(params![run_id, last_line], |r| r.get(0))?;
     let (checks, next_check): (i64, Option<i64>) = tx
         .prepare_cached(
             "SELECT count(*), min(CASE WHEN checking = 0 THEN check_at END) FROM rows INDEXED BY rows_checks
@@ -432,7 +453,13 @@ fn waiting(tx: &Transaction<'_>, run_id: i64, now: i64) -> Result<Waiting> {
 }
 
 /// Due pending rows first (durably `in_flight`), then due final checks.
-fn claim(tx: &Transaction<'_>, run_id: i64, now: i64, limit: usize) -> Result<Vec<Claimed>> {
+fn claim(
+    tx: &Transaction<'_>,
+    run_id: i64,
+    now: i64,
+    limit: usize,
+    last_line: i64,
+) -> Result<Vec<Claimed>> {
     let read = |check: bool| {
         move |r: &rusqlite::Row<'_>| {
             Ok(Claimed {
@@ -455,9 +482,9 @@ fn claim(tx: &Transaction<'_>, run_id: i64, now: i64, limit: usize) -> Result<Ve
         .prepare_cached(
             "SELECT r.line, d.request, r.reconcile, r.attempts, r.failures, r.throttled, d.original, r.uncertain_at, r.result_id, r.creates
              FROM rows r JOIN row_data d ON d.key = (r.run_id << 32) + r.line
-             WHERE r.run_id = ?1 AND r.state = 'pending' AND r.next_at <= ?2 ORDER BY r.next_at, r.line LIMIT ?3",
+             WHERE r.run_id = ?1 AND r.state = 'pending' AND r.next_at <= ?2 AND r.line <= ?4 ORDER BY r.next_at, r.line LIMIT ?3",
         )?
-        .query_map(params![run_id, now, limit as i64], read(false))?
+        .query_map(params![run_id, now, limit as i64, last_line], read(false))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut mark = tx.prepare_cached(
         "UPDATE rows SET state = 'in_flight', updated_at = ?3 WHERE run_id = ?1 AND line = ?2",

@@ -247,3 +247,41 @@ async fn ctrl_c_stops_cleanly_with_130_and_resume_finishes() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_each_created_once(&sim, 300);
 }
+
+/// `--limit 3` tries a job on its first three valid rows (an invalid row in
+/// between does not count), stops with 0, and `--resume` does the rest,
+/// each meeting once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_carries_out_the_first_rows_and_resume_does_the_rest() {
+    let sim = start_sim(SimConfig::default()).await;
+    let work = Work::new();
+    let mut text = meetings_csv(10);
+    // Line 3 (the second row) has no title: invalid, and not one of the three.
+    text = text.replacen("Row 1 review", "", 1);
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "m.csv", &text, &["--limit", "3"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("stopped after the rows --limit asked for"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("--resume"), "{out:?}");
+    assert_eq!(sim.stats().creates, 3);
+    let titles: Vec<String> = sim
+        .meetings()
+        .iter()
+        .map(|m| m["title"].as_str().unwrap().to_owned())
+        .collect();
+    for first in ["Row 0 review", "Row 2 review", "Row 3 review"] {
+        assert!(titles.iter().any(|t| t == first), "{titles:?}");
+    }
+    let status = work.status().await;
+    assert_eq!(status[0]["run"]["state"], "interrupted", "{status:#}");
+    assert_eq!(status[0]["counts"]["pending"], 6, "{status:#}");
+
+    let out = work.resume(&sim, &Env::sim(), &[]).await;
+    assert_eq!(out.code, 1, "finished, with its invalid row: {out:?}");
+    assert_each_created_once(&sim, 9);
+}
