@@ -63,7 +63,13 @@ pub struct Scan {
     pub header: Vec<String>,
     /// SHA-256 of the file's bytes.
     pub sha256: String,
+    /// The first valid rows as they will be sent (line, fields): see
+    /// [`crate::kinds::Checker::preview`].
+    pub previews: Vec<(u64, Vec<(&'static str, String)>)>,
 }
+
+/// How many valid rows a scan previews.
+pub const PREVIEW_ROWS: usize = 3;
 
 /// Reads and checks every row of a file of `job`'s kind ("in the past" is
 /// judged against `now`). `on_row` gets each row's cells and what to store
@@ -118,6 +124,9 @@ pub fn scan_job(
         match checker.check(&fields, line, &mut warnings) {
             Ok(stored) => {
                 scan.valid += 1;
+                if scan.previews.len() < PREVIEW_ROWS {
+                    scan.previews.push((line, checker.preview(&fields, line)));
+                }
                 on_row(line, &fields, Ok(stored))?;
             }
             Err(problems) => {

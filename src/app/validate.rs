@@ -73,6 +73,7 @@ pub(super) async fn validate(args: ValidateArgs) -> Result<Exit, Failure> {
                 errors,
                 scan.warnings
             );
+            print_previews(&scan.previews);
             if scan.invalid == 0 {
                 Ok(Exit::Ok)
             } else {
@@ -80,5 +81,21 @@ pub(super) async fn validate(args: ValidateArgs) -> Result<Exit, Failure> {
             }
         }
         Err(e) => Err(input_error(&args.file, e)),
+    }
+}
+
+/// The first valid rows as they will be sent, one block per row, the
+/// field names aligned.
+fn print_previews(previews: &[(u64, Vec<(&'static str, String)>)]) {
+    if previews.is_empty() {
+        return;
+    }
+    println!("the first valid rows, as they will be sent:");
+    for (line, fields) in previews {
+        println!("  line {line}:");
+        let width = fields.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        for (name, value) in fields {
+            println!("    {name:<width$}  {value}");
+        }
     }
 }

@@ -120,6 +120,9 @@ pub trait Checker {
     ) -> Result<Option<String>, Vec<Problem>>;
     /// Warnings about the whole file, once every row is read (quotas, units).
     fn finish(&self) -> Vec<Problem>;
+    /// A valid row as it will be sent: (field, value) pairs for a person to
+    /// read (`validate` shows the first rows so). Secrets are not shown.
+    fn preview(&self, fields: &[String], line: u64) -> Vec<(&'static str, String)>;
 }
 
 /// What looking for an earlier attempt's work came to.

@@ -36,6 +36,20 @@ async fn invalid_rows_are_reported_with_line_and_column_and_never_sent() {
         check.stdout.contains("12 rows, 2 valid, 10 invalid"),
         "{check:?}"
     );
+    // The valid rows as they will be sent: the start in the host's zone.
+    for shown in [
+        "  line 2:",
+        "    start      2027-01-12T09:00:00+01:00",
+        "    timezone   Europe/Berlin",
+        "  line 13:",
+        "    hostEmail  emma.wilson@acme-corp.example.com",
+    ] {
+        assert!(
+            check.stdout.contains(shown),
+            "missing `{shown}` in:\n{}",
+            check.stdout
+        );
+    }
     assert_eq!(sim.stats().requests, 0, "validate sends nothing");
 
     let out = work

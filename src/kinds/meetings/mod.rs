@@ -113,6 +113,36 @@ impl Checker for MeetingChecker {
     fn finish(&self) -> Vec<Problem> {
         self.quota.warnings()
     }
+
+    fn preview(&self, fields: &[String], line: u64) -> Vec<(&'static str, String)> {
+        let Ok(req) = parse_row(&self.layout, fields, line, self.now, &mut Vec::new()) else {
+            return Vec::new();
+        };
+        let mut shown = vec![
+            ("title", req.title),
+            ("start", req.start),
+            ("end", req.end),
+            ("timezone", req.timezone.unwrap_or_default()),
+            ("hostEmail", req.host_email),
+        ];
+        if !req.invitees.is_empty() {
+            let first = &req.invitees[0].email;
+            shown.push((
+                "invitees",
+                match req.invitees.len() {
+                    1 => first.clone(),
+                    n => format!("{first} and {} more", n - 1),
+                },
+            ));
+        }
+        if let Some(r) = req.recurrence {
+            shown.push(("recurrence", r));
+        }
+        if req.password.is_some() {
+            shown.push(("password", "(set, not shown)".into()));
+        }
+        shown
+    }
 }
 
 /// The integration tag that identifies a row of a run, in Webex.
@@ -263,5 +293,40 @@ mod tests {
     fn a_header_without_meeting_columns_cannot_be_rebuilt() {
         let err = MeetingRows::new(&strings(&["email"]), "u").unwrap_err();
         assert!(err.contains("title"), "{err}");
+    }
+
+    #[test]
+    fn a_preview_shows_the_row_as_sent_and_never_its_password() {
+        let header = strings(&[
+            "title",
+            "start",
+            "duration",
+            "hostEmail",
+            "timezone",
+            "password",
+            "invitees",
+        ]);
+        let cells = strings(&[
+            "Sync",
+            "2027-03-29 09:30",
+            "30",
+            "jane@acme.example.com",
+            "Europe/Berlin",
+            "S3cret!pw",
+            "a@acme.example.com; b@acme.example.com",
+        ]);
+        let now = DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let checker = MeetingsJob.checker(&header, now).unwrap();
+        let shown = checker.preview(&cells, 2);
+        let get = |k: &str| shown.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("start"), Some("2027-03-29T09:30:00+02:00"));
+        assert_eq!(get("invitees"), Some("a@acme.example.com and 1 more"));
+        assert_eq!(get("password"), Some("(set, not shown)"));
+        assert!(
+            shown.iter().all(|(_, v)| !v.contains("S3cret")),
+            "{shown:?}"
+        );
     }
 }

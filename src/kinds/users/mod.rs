@@ -163,4 +163,36 @@ impl Checker for UserChecker<'_> {
     fn finish(&self) -> Vec<Problem> {
         self.units.warnings(self.licenses)
     }
+
+    fn preview(&self, fields: &[String], line: u64) -> Vec<(&'static str, String)> {
+        let Ok(change) = parse_row(&self.layout, fields, line, self.licenses) else {
+            return Vec::new();
+        };
+        let labels = |list: &[check::LicenseRef]| {
+            list.iter()
+                .map(|l| l.label.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let mut shown = vec![("email", change.email.clone())];
+        let optional = [
+            ("firstName", &change.first_name),
+            ("lastName", &change.last_name),
+            ("displayName", &change.display_name),
+            ("department", &change.department),
+            ("title", &change.title),
+        ];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                shown.push((name, v.clone()));
+            }
+        }
+        if !change.add.is_empty() {
+            shown.push(("add licenses", labels(&change.add)));
+        }
+        if !change.remove.is_empty() {
+            shown.push(("remove licenses", labels(&change.remove)));
+        }
+        shown
+    }
 }
