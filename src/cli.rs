@@ -164,6 +164,9 @@ pub struct RunArgs {
     /// Refuse the whole file if any row is invalid (default: invalid rows are recorded and skipped).
     #[arg(long)]
     pub strict: bool,
+    /// Check the file and show its first valid rows as they will be sent, as `validate` does; queues and sends nothing.
+    #[arg(long, conflicts_with = "resume")]
+    pub dry_run: bool,
     /// Carry out only the first N valid rows of the new run, then stop (exit 0): try a job on a few rows; `--resume` does the rest.
     #[arg(long, value_name = "N", conflicts_with = "resume", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,

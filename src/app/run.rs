@@ -59,6 +59,18 @@ pub enum Source {
 }
 
 pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
+    if args.dry_run {
+        // Everything a run checks before it queues, and nothing more.
+        return super::validate::validate(crate::cli::ValidateArgs {
+            kind: args.kind.expect("clap requires KIND without --resume"),
+            file: args.file.expect("clap requires FILE without --resume"),
+            encoding: args.encoding,
+            delimiter: args.delimiter,
+            base_url: args.base_url,
+            profile: args.profile,
+        })
+        .await;
+    }
     let source = match &args.resume {
         Some(which) => {
             let run = if which == "latest" {

@@ -282,3 +282,20 @@ async fn a_semicolon_windows_1252_file_runs_as_it_is_and_says_how_it_was_read() 
         "{titles:?}"
     );
 }
+
+/// `run --dry-run` checks and shows the first rows as `validate` does, and
+/// queues and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_shows_the_rows_and_queues_and_sends_nothing() {
+    let sim = start_sim(SimConfig::default()).await;
+    let work = Work::new();
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "m.csv", &meetings_csv(4), &["--dry-run"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("4 rows, 4 valid, 0 invalid"), "{out:?}");
+    assert!(out.stdout.contains("as they will be sent"), "{out:?}");
+    assert!(out.stdout.contains("Row 0 review"), "{out:?}");
+    assert_eq!(sim.stats().requests, 0, "nothing sent");
+    assert!(!work.db().exists(), "nothing queued");
+}
