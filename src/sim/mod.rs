@@ -248,6 +248,8 @@ pub struct SimStats {
     pub license_patches: u64,
     /// The most `/v1/*` requests in the simulator at once.
     pub max_in_flight: u64,
+    /// `/v1/*` requests the simulator is working on now (answered or not).
+    pub in_flight: u64,
 }
 
 /// A running simulator. Dropping it stops the server as [`SimHandle::shutdown`] does,

@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
@@ -19,19 +19,27 @@ use tower::ServiceExt;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Kill signal of one connection, found in each of its requests' extensions.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct ConnectionKill(Arc<Notify>);
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionKill(Arc<watch::Sender<bool>>);
+
+impl Default for ConnectionKill {
+    fn default() -> Self {
+        ConnectionKill(Arc::new(watch::channel(false).0))
+    }
+}
 
 impl ConnectionKill {
     /// Makes the connection task drop the connection (no answer is sent). The caller
-    /// should then never finish (`std::future::pending().await`).
+    /// should then never finish (`std::future::pending().await`); the gate ends
+    /// its work (see `routes::gate`).
     pub(crate) fn trigger(&self) {
-        self.0.notify_one();
+        self.0.send_replace(true);
     }
 
-    /// Resolves once `trigger` was called.
-    async fn triggered(&self) {
-        self.0.notified().await;
+    /// Resolves once `trigger` was called (at once if it was already).
+    pub(crate) async fn triggered(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|killed| *killed).await;
     }
 }
 

@@ -80,6 +80,7 @@ impl SimState {
         let mut stats = lock(&self.stats).clone();
         stats.meetings = self.meetings().len() as u64;
         stats.people_duplicates = self.directory().duplicates();
+        stats.in_flight = self.in_flight.load(std::sync::atomic::Ordering::Relaxed);
         stats
     }
 

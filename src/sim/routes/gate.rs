@@ -20,6 +20,7 @@ use super::auth::bearer_token;
 use super::errors::{ApiError, TrackingId, TRACKING_HEADER};
 use crate::sim::model::limiter::Verdict;
 use crate::sim::model::state::SimState;
+use crate::sim::server::ConnectionKill;
 use crate::sim::SimConfig;
 
 /// Prefix of the simulated REST API; other paths (such as `/_sim/stats`) skip the gate.
@@ -69,6 +70,8 @@ pub(crate) async fn gate(
         }
         _ => sim.config.latency,
     };
+    let kill = request.extensions().get::<ConnectionKill>().cloned();
+    let killed = kill.clone();
     let work = tokio::spawn(async move {
         // Counted until the work is done, whether or not anyone waits for it.
         let _in_flight = in_flight;
@@ -82,7 +85,15 @@ pub(crate) async fn gate(
             admit(&sim, request.headers())
         };
         let mut response = match checked {
-            Ok(()) => next.run(request).await,
+            // A handler that dropped the connection never answers: its work
+            // is done, so is this task.
+            Ok(()) => match killed {
+                Some(killed) => tokio::select! {
+                    response = next.run(request) => response,
+                    () = killed.triggered() => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                },
+                None => next.run(request).await,
+            },
             Err(refusal) => refusal.into_response(&sim.config, &tracking),
         };
         if let Ok(value) = HeaderValue::from_str(&tracking.0) {
@@ -90,8 +101,19 @@ pub(crate) async fn gate(
         }
         response
     });
-    work.await
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    let answer = async {
+        work.await
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    };
+    match kill {
+        // A dropped connection gets no answer, not even the one above.
+        Some(kill) => tokio::select! {
+            biased;
+            () = kill.triggered() => std::future::pending().await,
+            response = answer => response,
+        },
+        None => answer.await,
+    }
 }
 
 /// The largest request body the simulator reads (Webex's bodies are small).

@@ -295,6 +295,31 @@ async fn a_create_whose_client_gave_up_during_the_latency_is_still_carried_out()
 }
 
 #[tokio::test]
+async fn a_dropped_answer_ends_the_work_and_is_not_left_in_flight() {
+    let (sim, client) = launch(SimConfig {
+        drop_rate: 1.0,
+        ..SimConfig::default()
+    })
+    .await;
+    for i in 0..5 {
+        let body = meeting("Dropped", 60, "host@example.com", &format!("drop-{i}"));
+        let sent = authed(client.post(format!("{}/meetings", sim.base_url())), TOKEN)
+            .json(&body)
+            .send()
+            .await;
+        assert!(sent.is_err(), "no answer");
+    }
+    assert_eq!(sim.stats().creates, 5, "each create was carried out");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sim.stats().in_flight > 0 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", sim.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sim.stats().max_in_flight <= 2, "{:?}", sim.stats());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn tokens_expire_with_their_lifetime() {
     // A zero lifetime: every access token is dead on arrival; expires_in says so.
     let (sim, client) = launch(SimConfig {
