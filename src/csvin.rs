@@ -385,15 +385,12 @@ impl CsvFile {
             let cells = match encoding {
                 Encoding::Windows1252 => Cells::Windows1252,
                 Encoding::Utf8 => Cells::Utf8,
-                _ => match std::str::from_utf8(&head) {
-                    Ok(_) => Cells::Utf8,
-                    // Cut inside a character at the end of what was read.
-                    Err(e) if e.error_len().is_none() => Cells::Utf8,
-                    Err(_) => {
-                        guesses.push("its start is not UTF-8, so it is read as Windows-1252 (what Excel writes on Western Windows machines); if its accents look wrong in the report, pass --encoding".to_owned());
-                        Cells::Windows1252
-                    }
-                },
+                _ if looks_like_windows_1252(&head) => {
+                    guesses.push("its start is not UTF-8, so it is read as Windows-1252 (what Excel writes on Western Windows machines); if its accents look wrong in the report, pass --encoding".to_owned());
+                    Cells::Windows1252
+                }
+                // UTF-8; a bad byte further on is refused, naming its line.
+                _ => Cells::Utf8,
             };
             (Box::new(rest), head, cells)
         };
@@ -547,6 +544,29 @@ impl CsvFile {
             },
         }
     }
+}
+
+/// Whether the start of a file is Windows-1252 rather than UTF-8: it has
+/// bytes that are not UTF-8, no UTF-8 byte-order mark and no UTF-8
+/// character beyond ASCII (a file with both is broken, not Windows-1252:
+/// reading it so would send garbled text). Pure.
+fn looks_like_windows_1252(head: &[u8]) -> bool {
+    if head.starts_with(b"\xEF\xBB\xBF") {
+        return false;
+    }
+    let mut invalid = false;
+    let mut seen = 0;
+    for chunk in head.utf8_chunks() {
+        if !chunk.valid().is_ascii() {
+            return false;
+        }
+        seen += chunk.valid().len() + chunk.invalid().len();
+        // A character cut at the end of what was read is not a bad byte.
+        if !chunk.invalid().is_empty() && seen < head.len() {
+            invalid = true;
+        }
+    }
+    invalid
 }
 
 /// Reads the start of a file: its first line at least (unless the file is
@@ -784,6 +804,21 @@ mod tests {
             "M\u{fc}nchen"
         );
         assert!(guesses_of(utf8, Encoding::Auto).is_empty());
+        // A UTF-8 byte-order mark, or UTF-8 accents, beside a bad byte: the
+        // file is broken, not Windows-1252; refused, never garbled.
+        let bom = b"\xEF\xBB\xBFtitle,city\nx,Caf\xe9\n";
+        assert!(matches!(
+            read_all(bom, Encoding::Auto),
+            Err(ReadError::NotUtf8 { line: 2, .. })
+        ));
+        let mixed = "title,city\nx,M\u{fc}nchen\ny,Caf"
+            .bytes()
+            .chain([0xe9, b'\n'])
+            .collect::<Vec<u8>>();
+        assert!(matches!(
+            read_all(&mixed, Encoding::Auto),
+            Err(ReadError::NotUtf8 { line: 3, .. })
+        ));
         // Forced UTF-8 still refuses the bytes, naming line and column.
         assert!(matches!(
             read_all(bytes, Encoding::Utf8),
