@@ -103,10 +103,21 @@ fn with_runtime<F: std::future::Future<Output = Result<Exit, Failure>>>(
 }
 
 fn open_store(db: &DbArg) -> Result<Store, Failure> {
-    Store::open(&db.db).map_err(|e| {
+    open_database(&db.db)
+}
+
+/// Opens the queue: a path where none can be opened (or one a newer
+/// version wrote) is a usage error, a damaged file a storage failure.
+fn open_database(path: &Path) -> Result<Store, Failure> {
+    Store::open(path).map_err(|e| {
+        let exit = if e.is_database() {
+            Exit::Storage
+        } else {
+            Exit::Usage
+        };
         fail(
-            Exit::Usage,
-            format!("cannot open the database {}: {e}", db.db.display()),
+            exit,
+            format!("cannot open the database {}: {e}", path.display()),
         )
     })
 }

@@ -13,7 +13,7 @@ use crate::ingest::{self, IngestOptions};
 use crate::kinds::{self, Org};
 use crate::progress::{self, Mode, Progress, Tally};
 use crate::rate::{parse_rate, Pacing, Rate};
-use crate::store::{Counts, RunState, Store};
+use crate::store::{Counts, RunState};
 use crate::webex::check_base_url;
 
 use super::*;
@@ -163,12 +163,7 @@ pub async fn execute(
     plan: RunPlan,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunResult, Failure> {
-    let mut store = Store::open(&plan.db).map_err(|e| {
-        fail(
-            Exit::Usage,
-            format!("cannot open the database {}: {e}", plan.db.display()),
-        )
-    })?;
+    let mut store = open_database(&plan.db)?;
     let _lock = lock_database(&plan.db)?;
 
     // The run: a new one from a file, or one to continue.

@@ -47,12 +47,23 @@ pub enum StoreError {
     /// Not the database: what the caller wrote out of it (a report) failed.
     #[error("{0}")]
     Output(String),
+    /// Not a failure of the database: there is none to use at that path (it
+    /// cannot be created, or a newer webex-bulk wrote it).
+    #[error("{0}")]
+    Unusable(String),
 }
 
 impl StoreError {
-    /// The database itself failed (not the caller's output).
+    /// The database itself failed (a damaged file, an I/O error): not the
+    /// caller's output, nor a path where no database can be opened.
     pub fn is_database(&self) -> bool {
-        !matches!(self, StoreError::Output(_))
+        match self {
+            StoreError::Output(_) | StoreError::Unusable(_) => false,
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code != rusqlite::ErrorCode::CannotOpen
+            }
+            _ => true,
+        }
     }
 }
 
@@ -391,7 +402,7 @@ impl Store {
     /// meeting passwords (SQLite gives its WAL and journal files the same mode).
     pub fn open(path: &Path) -> Result<Store> {
         create_private(path)
-            .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::Unusable(format!("cannot create {}: {e}", path.display())))?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // For a new database only: 16 KiB pages make the b-trees of a large

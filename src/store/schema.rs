@@ -111,7 +111,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction()?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::Unusable(format!(
             "this database was written by a newer webex-bulk (schema version {version}, this build knows up to {SCHEMA_VERSION}); use that version or a new --db"
         )));
     }

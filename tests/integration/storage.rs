@@ -51,6 +51,33 @@ async fn a_damaged_database_exits_4_and_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_is_not_a_database_exits_4_and_a_missing_folder_2() {
+    let work = Work::new();
+    let junk = work.write("junk.db", &"not a database, just text\n".repeat(400));
+    let junk = s(&junk);
+    for args in [
+        vec!["status", "--db", &junk],
+        vec!["report", "--db", &junk],
+        vec!["run", "--resume", "--db", &junk],
+    ] {
+        let out = run(&work, &Env::sim(), &args).await;
+        assert_eq!(out.code, 4, "{args:?}: {out:?}");
+        assert!(out.stderr.contains("not a database"), "{args:?}: {out:?}");
+    }
+    // A path where no database can be: a usage error.
+    let nowhere = s(&work.path("no/such/folder/q.db"));
+    let file = s(&work.write("m.csv", &meetings_csv(1)));
+    let out = run(
+        &work,
+        &Env::sim(),
+        &["run", "meetings", &file, "--db", &nowhere],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("cannot create"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_of_an_unknown_kind_is_refused_never_taken_for_meetings() {
     let work = Work::new();
     queue_then(
