@@ -302,12 +302,21 @@ fn read_rows(
             Ok(())
         },
         |p| problems.borrow_mut().push(p.clone()),
-    )?;
+    );
     batch.problems.append(&mut problems.borrow_mut());
+    if let Err(e) = scan {
+        // What was found so far still reaches the user (how the file was
+        // read explains many a refused header); the rows go nowhere.
+        batch.rows.clear();
+        if !batch.problems.is_empty() {
+            let _ = send(&mut batch);
+        }
+        return Err(e);
+    }
     if !batch.rows.is_empty() || !batch.problems.is_empty() {
         send(&mut batch)?;
     }
-    Ok(scan)
+    scan
 }
 
 #[cfg(test)]

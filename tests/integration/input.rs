@@ -299,3 +299,21 @@ async fn a_dry_run_shows_the_rows_and_queues_and_sends_nothing() {
     assert_eq!(sim.stats().requests, 0, "nothing sent");
     assert!(!work.db().exists(), "nothing queued");
 }
+
+/// A refused header still says how the file was read: the likeliest
+/// explanation of a refusal is a delimiter or encoding the user did not expect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_header_still_says_how_the_file_was_read() {
+    let sim = start_sim(SimConfig::default()).await;
+    let work = Work::new();
+    let text = meetings_csv(2)
+        .replace(',', ";")
+        .replacen("title", "titel", 1);
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "m.csv", &text, &[])
+        .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("separated by `;`"), "{out:?}");
+    assert!(out.stderr.contains("no `title` column"), "{out:?}");
+    assert_eq!(sim.stats().requests, 0);
+}
