@@ -582,6 +582,21 @@ impl<'a> Api<'a> {
         self.s.settings.max_attempts
     }
 
+    /// Transient failures the row has had before this attempt.
+    pub fn failures(&self) -> u32 {
+        self.row.failures
+    }
+
+    /// The backoff before the row's next attempt, after one more failure.
+    pub fn backoff(&self) -> Duration {
+        backoff_delay(
+            self.row.failures + 1,
+            BACKOFF_BASE,
+            BACKOFF_CAP,
+            rand::rng().random::<f64>(),
+        )
+    }
+
     /// Sends one request for the row: `send` gets a fresh token and the
     /// tracking id to send. Logged as `action` (outcome `ok`; see
     /// [`Api::label`]).

@@ -144,6 +144,10 @@ pub struct SimConfig {
     /// People the organization has at start, oldest first (default none; the admin of
     /// `GET /v1/people/me` is never among them).
     pub people: Vec<SimPerson>,
+    /// Email addresses that belong to people of another organization: a create
+    /// with one is refused with 409, and this organization's lookups never find
+    /// it (as Webex does for an address taken elsewhere).
+    pub other_org_emails: Vec<String>,
 }
 
 /// Default [`SimConfig::granted_scopes`]: what a bulk-admin integration asks for.
@@ -189,6 +193,7 @@ impl Default for SimConfig {
             org_id: DEFAULT_ORG_ID.to_owned(),
             licenses: model::org::default_licenses(),
             people: Vec::new(),
+            other_org_emails: Vec::new(),
         }
     }
 }

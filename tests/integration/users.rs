@@ -325,3 +325,33 @@ async fn an_update_keeps_the_fields_the_file_does_not_mention() {
     assert_eq!(ann["displayName"], "Ann Lee");
     assert_eq!(sim.stats().people_updates, 1);
 }
+
+/// An address taken in another org: Webex answers every create with 409 and
+/// this org's lookup never finds the person. The row fails after its
+/// attempts, saying why; it does not go round forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_taken_in_another_org_fails_its_row_after_its_attempts() {
+    let sim = start_sim(SimConfig {
+        other_org_emails: vec!["taken@elsewhere.example.com".into()],
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let text = "email,firstName,lastName\n\
+                taken@elsewhere.example.com,Tia,Taken\n\
+                free@acme.example.com,Fay,Free\n";
+    let out = run_users(&work, &sim, "p.csv", text, &["--max-attempts", "3"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let (headers, rows) = parse_report(&work.report(&[]).await.stdout);
+    let col = |n: &str| headers.iter().position(|h| h == n).unwrap();
+    assert_eq!(rows[0][col("status")], "failed");
+    assert!(
+        rows[0][col("error")].contains("may belong to another org"),
+        "{:?}",
+        rows[0]
+    );
+    // Three tries, each a lookup and a create.
+    assert_eq!(rows[0][col("attempts")], "6", "{:?}", rows[0]);
+    assert_eq!(rows[1][col("status")], "succeeded");
+    assert_eq!(sim.stats().people_create_conflicts, 3);
+}

@@ -158,18 +158,31 @@ async fn create(runner: &UserRunner, api: &mut Api<'_>, change: &UserChange) -> 
     {
         Ok(a) => a,
         // Someone (an earlier attempt whose answer was lost) created the
-        // person: go again, and the lookup finds them.
+        // person: go again, and the lookup finds them. Counted like any
+        // failure: an email that exists where this org cannot see it (another
+        // org) answers 409 forever, and the row must end.
         Err(f) if f.error.status() == Some(409) => {
+            let status = Some(409);
+            let tracking_id = f.error.tracking_id().map(str::to_owned);
+            if api.failures() + 1 >= api.max_attempts() {
+                return api.overrule(Outcome::Failed {
+                    status,
+                    error: format!("{} exists in Webex (409) but not in this org's directory: it may belong to another org; move or free the address in Control Hub, then retry with --resume --retry-failed ({})", change.email, f.error),
+                    tracking_id,
+                    reconcile: false,
+                    uncertain_at: None,
+                });
+            }
             return api.overrule(Outcome::Retry {
-                next_at: now_ms(),
-                status: Some(409),
+                next_at: now_ms() + api.backoff().as_millis() as i64,
+                status,
                 error: f.error.to_string(),
-                tracking_id: f.error.tracking_id().map(str::to_owned),
+                tracking_id,
                 reconcile: false,
                 uncertain_at: None,
                 counts_as_failure: true,
                 throttled: false,
-            })
+            });
         }
         Err(f) => return f.outcome,
     };

@@ -128,6 +128,8 @@ pub(crate) struct Directory {
     /// Times a person was stored, or an email changed, while another person had it
     /// (`SimStats::people_duplicates`).
     duplicates: u64,
+    /// Lower-cased emails taken in another organization (never listed here).
+    elsewhere: std::collections::HashSet<String>,
 }
 
 impl Directory {
@@ -141,6 +143,11 @@ impl Directory {
             person_at: HashMap::new(),
             by_email: HashMap::new(),
             duplicates: 0,
+            elsewhere: config
+                .other_org_emails
+                .iter()
+                .map(|e| e.to_lowercase())
+                .collect(),
         };
         for license in &config.licenses {
             if !directory.license_at.contains_key(&license.id) {
@@ -302,7 +309,8 @@ impl Directory {
     pub(crate) fn create(&mut self, input: PersonInput, now: &str) -> Result<Value, Refusal> {
         self.check_references(&input)?;
         let email = input.email.unwrap_or_default();
-        if self.by_email.contains_key(&email.to_lowercase()) {
+        let key = email.to_lowercase();
+        if self.by_email.contains_key(&key) || self.elsewhere.contains(&key) {
             return Err(Refusal::Conflict(email));
         }
         let mut person = Person {
