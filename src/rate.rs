@@ -149,19 +149,26 @@ impl Limiter {
 ///   times a second while nothing is refused (a quick start: 5/s to 45/s in
 ///   two seconds).
 /// - At the first 429 it estimates the server's limit from what it accepted
-///   since the start, quarter second by quarter second: the limit `L` for
-///   which what was sent above `L` fills a burst of [`Adaptive::BURST_SECS`]
-///   × `L` (a server's burst hides its limit; assuming a burst of a second's
-///   worth errs low when the real burst is smaller), and rides at that.
+///   since the start, quarter second by quarter second: the limit `L` of a
+///   token bucket holding [`Adaptive::BURST_SECS`] × `L` that this would
+///   have run dry just now (a server's burst hides its limit; assuming a
+///   burst of a second's worth errs low when the real burst is smaller),
+///   and rides at that.
 /// - At a later 429 it estimates the limit from what the server accepted
 ///   over the last [`Adaptive::WINDOW`] seconds, and drops to
 ///   [`Adaptive::HOLD`] of that (multiplicative decrease).
 /// - While no 429 comes, it probes upward (additive increase: after the
 ///   first 429 at [`Adaptive::PROBE_FIRST`] of the limit per second, then at
 ///   [`Adaptive::PROBE`], half as fast after each 429 that confirms the same
-///   limit), divided by the Retry-After in seconds: a 429 that pauses
+///   limit), divided by the Retry-After in seconds (a 429 that pauses
 ///   everybody for a minute is worth a much slower probe than one of a
-///   second.
+///   second) and by the requests in flight over
+///   [`Adaptive::PROBE_IN_FLIGHT`] (each one in flight when a 429 window
+///   opens gets a 429 too). After a confirmed limit, probing speeds up the
+///   longer no 429 comes ([`Adaptive::ACCELERATION`], cubic in time as in
+///   TCP CUBIC: slow near the limit, doubled in seconds if it was raised),
+///   in a time that runs Retry-After² × load times slower and counts in
+///   requests at the limit: with Webex's 60 s it takes hours to matter.
 /// - It never goes above the ceiling, nor far above what the server accepts
 ///   (so the number means something when concurrency, not rate, is the bound).
 #[derive(Clone, Debug)]
@@ -200,6 +207,18 @@ impl Adaptive {
     pub const HOLD: f64 = 0.95;
     /// Probing speed: this share of the limit per second (halved per confirmation).
     pub const PROBE: f64 = 0.005;
+    /// After a confirmed limit, probing speeds up with the time `t` without
+    /// a 429 (seconds since the pause ended, with Retry-After 1, few in
+    /// flight and a limit of [`Adaptive::ACCELERATION_RATE`]):
+    /// `ACCELERATION` × t² more of the limit per second, so that the rate
+    /// has risen by `ACCELERATION` × t³ / 3 (5% in 2 s, doubled in 5.5 s).
+    pub const ACCELERATION: f64 = 0.018;
+    /// The limit (requests per second) at which [`Adaptive::ACCELERATION`]
+    /// counts in seconds; at half of it, time runs half as fast.
+    pub const ACCELERATION_RATE: f64 = 20.0;
+    /// Requests in flight up to which probing goes at full speed (above,
+    /// it slows in proportion: a 429 window costs one 429 per request in flight).
+    pub const PROBE_IN_FLIGHT: f64 = 2.0;
 
     /// A controller that never exceeds `ceiling`.
     pub fn new(ceiling: Option<f64>) -> Adaptive {
@@ -261,23 +280,38 @@ impl Adaptive {
         self.forget_before(now);
     }
 
-    /// The first estimate: the limit `L` at which what was accepted above
-    /// `L` per quarter second adds up to a burst of `BURST_SECS` × `L`.
+    /// The first estimate: the limit `L` of a token bucket of `BURST_SECS` ×
+    /// `L` that, full at some point, ran dry at `now` under what was
+    /// accepted quarter second by quarter second: the largest drawdown
+    /// (accepted minus `L` per second, over the quarters up to `now`, the
+    /// last one counted for the part of it that passed) equals the burst.
     fn first_estimate(&mut self, now: f64) -> f64 {
         self.forget_before(now);
-        let above = |l: f64| -> f64 {
-            self.accepted
-                .iter()
-                .map(|(_, n)| (*n as f64 - l / 4.0).max(0.0))
-                .sum()
+        let (Some(&(first, _)), Some(&(last, _))) = (self.accepted.front(), self.accepted.back())
+        else {
+            return 0.0;
+        };
+        let mut counts = vec![0u64; (last - first + 1) as usize];
+        for (q, n) in &self.accepted {
+            counts[(q - first) as usize] = *n;
+        }
+        let last_part = (now - last as f64 / 4.0).clamp(0.0, 0.25);
+        let drawn = |l: f64| -> f64 {
+            let (mut run, mut most) = (0.0f64, 0.0f64);
+            for (i, n) in counts.iter().rev().enumerate() {
+                let refill = if i == 0 { l * last_part } else { l / 4.0 };
+                run += *n as f64 - refill;
+                most = most.max(run);
+            }
+            most
         };
         let (mut low, mut high) = (
             0.0f64,
-            4.0 * self.accepted.iter().map(|(_, n)| *n).max().unwrap_or(0) as f64,
+            4.0 * counts.iter().max().copied().unwrap_or(0) as f64,
         );
         for _ in 0..50 {
             let mid = (low + high) / 2.0;
-            if above(mid) > Self::BURST_SECS * mid {
+            if drawn(mid) > Self::BURST_SECS * mid {
                 low = mid;
             } else {
                 high = mid;
@@ -307,20 +341,41 @@ impl Adaptive {
         self.rate
     }
 
-    /// Time passed (`dt` seconds, up to `now`) without a 429. Returns the new rate.
-    pub fn on_tick(&mut self, now: f64, dt: f64) -> f64 {
+    /// How much a probe's overshoot costs, as a divisor of the probing
+    /// speed: 1 up to [`Adaptive::PROBE_IN_FLIGHT`] requests in flight,
+    /// then in proportion (each request in flight when a 429 window opens
+    /// gets a 429 too).
+    fn load(in_flight: usize) -> f64 {
+        (in_flight as f64 / Self::PROBE_IN_FLIGHT).max(1.0)
+    }
+
+    /// Time passed (`dt` seconds, up to `now`) without a 429, with
+    /// `in_flight` requests in flight. Returns the new rate.
+    pub fn on_tick(&mut self, now: f64, dt: f64, in_flight: usize) -> f64 {
         let dt = dt.clamp(0.0, 5.0);
         let grown = match self.limit {
             None => self.rate * Self::RAMP.powf(dt),
-            Some(l) if self.confirmations == 0 => {
-                self.rate + l * Self::PROBE_FIRST / self.retry_after * dt
-            }
             Some(l) => {
-                self.rate
-                    + l * Self::PROBE
-                        / 2f64.powi(self.confirmations.saturating_sub(1).min(16) as i32)
-                        / self.retry_after
-                        * dt
+                let load = Self::load(in_flight);
+                let base = if self.confirmations == 0 {
+                    Self::PROBE_FIRST
+                } else {
+                    Self::PROBE / 2f64.powi(self.confirmations.saturating_sub(1).min(16) as i32)
+                };
+                let mut speed = base / (self.retry_after * load);
+                if self.confirmations > 0 {
+                    // Slow near the limit last found, then faster and
+                    // faster: the limit may have been raised. Time runs
+                    // Retry-After² × load times slower (a long Retry-After
+                    // or many in flight make an overshoot dear), and counts
+                    // in requests at the limit (a 429 per so many requests).
+                    let scale =
+                        self.retry_after * self.retry_after * load * Self::ACCELERATION_RATE
+                            / l.max(Self::FLOOR);
+                    let quiet = (now - self.since).max(0.0) / scale;
+                    speed += Self::ACCELERATION * quiet * quiet / scale;
+                }
+                self.rate + l * speed * dt
             }
         };
         // Not far above what the server takes: when concurrency is the bound,
@@ -510,7 +565,7 @@ impl Pacing {
             if self.pause.remaining().is_none() {
                 let (rate, probing) = {
                     let mut a = a.lock().expect("adaptive");
-                    (a.on_tick(now, dt), a.limit().is_some())
+                    (a.on_tick(now, dt, self.in_flight()), a.limit().is_some())
                 };
                 self.limiter.set_rate(rate);
                 let mut logged = self.logged_rate.lock().expect("logged rate");
@@ -617,7 +672,7 @@ mod tests {
             t += 0.001;
             tokens = (tokens + limit * 0.001).min(limit);
             if t - last_tick >= 0.2 {
-                a.on_tick(t, t - last_tick);
+                a.on_tick(t, t - last_tick, 0);
                 last_tick = t;
             }
             if t < paused_until || t < next {
@@ -662,7 +717,7 @@ mod tests {
             a.on_accepted(i as f64 * 0.05);
         }
         assert_eq!(
-            a.on_tick(1.0, 1.0),
+            a.on_tick(1.0, 1.0, 0),
             8.0,
             "doubled, then capped at the ceiling"
         );
@@ -680,23 +735,32 @@ mod tests {
     }
 
     #[test]
-    fn the_first_estimate_discounts_a_burst_and_errs_low() {
-        // Slow start against a 20/s server with a burst of 20: 5, 15, then
-        // 45/s, all accepted until the bucket runs dry in the third second
-        // (20 refilled + 20 of burst: 40 requests).
-        let mut a = Adaptive::new(None);
-        let mut t = 0.0;
-        for (rate, n) in [(5.0, 5), (15.0, 15), (45.0, 40)] {
-            for i in 0..n {
-                a.on_accepted(t + i as f64 / rate);
+    fn the_first_estimate_finds_a_bucket_of_a_second_and_errs_low_under_a_smaller_one() {
+        // Slow start against a 20/s server: 5, 15, then 45/s, all accepted
+        // until the bucket runs dry in the third second.
+        let estimate = |burst: f64| {
+            // At 45/s it lasts until burst + 20 t = 45 t.
+            let secs = burst / 25.0;
+            let mut a = Adaptive::new(None);
+            let mut t = 0.0;
+            for (rate, n) in [(5.0, 5), (15.0, 15), (45.0, (45.0 * secs) as usize)] {
+                for i in 0..n {
+                    a.on_accepted(t + i as f64 / rate);
+                }
+                t += n as f64 / rate;
+                a.on_tick(t, 1.0, 0);
             }
-            t += n as f64 / rate;
-            a.on_tick(t, 1.0);
-        }
-        let rate = a.on_throttled(t, 1.0);
-        let limit = a.limit().unwrap();
-        assert!((15.0..=20.5).contains(&limit), "estimated {limit}");
-        assert_eq!(rate, limit, "rides at the first estimate");
+            let rate = a.on_throttled(t, 1.0);
+            let limit = a.limit().unwrap();
+            assert_eq!(rate, limit, "rides at the first estimate");
+            limit
+        };
+        // A burst of a second (as assumed): the limit.
+        let limit = estimate(20.0);
+        assert!((19.0..=20.5).contains(&limit), "estimated {limit}");
+        // A burst of half a second: lower (safe), not far.
+        let limit = estimate(10.0);
+        assert!((12.0..19.0).contains(&limit), "estimated {limit}");
     }
 
     #[test]
@@ -712,10 +776,122 @@ mod tests {
         for _ in 0..600 {
             now += 1.0;
             a.on_accepted(now);
-            a.on_tick(now, 1.0);
+            a.on_tick(now, 1.0, 0);
         }
         assert!(a.rate() <= rate * 1.31, "{} from {rate}", a.rate());
         assert!(a.rate() > rate * 1.2, "{} from {rate}", a.rate());
+    }
+
+    /// Replays a server that accepts everything sent: `secs` seconds from
+    /// `now` at the controller's rate, ticking every quarter second with
+    /// `in_flight` requests in flight. Returns the time reached.
+    fn accept_all(a: &mut Adaptive, mut now: f64, secs: f64, in_flight: usize) -> f64 {
+        let end = now + secs;
+        let mut owed = 0.0;
+        while now < end - 1e-9 {
+            owed += a.rate() * 0.25;
+            while owed >= 1.0 {
+                a.on_accepted(now);
+                owed -= 1.0;
+            }
+            now += 0.25;
+            a.on_tick(now, 0.25, in_flight);
+        }
+        now
+    }
+
+    /// A controller that rode a server of 20/s (burst 20, Retry-After
+    /// `retry`) one request at a time until a 429 confirmed the limit, and
+    /// the time its pause ends.
+    fn confirmed_at_20(retry: f64) -> (Adaptive, f64) {
+        let mut a = Adaptive::new(None);
+        let (mut t, mut tokens, mut next, mut last_tick) = (0.0f64, 20.0f64, 0.0f64, 0.0f64);
+        loop {
+            t += 0.001;
+            tokens = (tokens + 0.02).min(20.0);
+            if t - last_tick >= 0.25 {
+                a.on_tick(t, t - last_tick, 1);
+                last_tick = t;
+            }
+            if t < next {
+                continue;
+            }
+            next = t + 1.0 / a.rate();
+            if tokens < 1.0 {
+                a.on_throttled(t, retry);
+                if a.confirmations > 0 {
+                    assert!(a.limit().is_some_and(|l| (18.0..=22.0).contains(&l)));
+                    return (a, t + retry);
+                }
+                next = t + retry;
+                last_tick = next;
+            } else {
+                tokens -= 1.0;
+                a.on_accepted(t);
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_estimate_of_an_exact_bucket_is_its_rate() {
+        // A server of 20/s with a burst of 20, sent 30/s from the start:
+        // the bucket runs dry after 2 s (20 + 2 × 20 = 60 accepted).
+        let mut a = Adaptive::new(None);
+        for i in 0..60 {
+            a.on_accepted(i as f64 / 30.0);
+        }
+        a.on_throttled(2.0, 1.0);
+        let limit = a.limit().unwrap();
+        assert!((19.0..=20.5).contains(&limit), "estimated {limit}");
+    }
+
+    #[test]
+    fn many_requests_in_flight_slow_probing_down() {
+        let probe = |in_flight: usize| {
+            let mut a = Adaptive::new(None);
+            for i in 0..60 {
+                a.on_accepted(i as f64 / 30.0);
+            }
+            let start = a.on_throttled(2.0, 1.0);
+            accept_all(&mut a, 3.0, 10.0, in_flight);
+            a.rate() - start
+        };
+        let (few, many) = (probe(2), probe(20));
+        assert!(few > 0.0 && many > 0.0, "{few} {many}");
+        // A 429 window with 20 in flight costs 20 429s: probe ten times slower.
+        assert!((many / few - 0.1).abs() < 0.01, "{few} {many}");
+    }
+
+    #[test]
+    fn probing_speeds_up_the_longer_no_429_comes_after_a_confirmed_limit() {
+        let (mut a, end) = confirmed_at_20(1.0);
+        let held = a.rate();
+        assert!((18.0..=22.0).contains(&held), "{held}");
+        // Slow near the limit just confirmed...
+        let now = accept_all(&mut a, end, 2.0, 1);
+        assert!(a.rate() <= held * 1.1, "{} from {held}", a.rate());
+        // ...then faster: no 429 means the limit was raised; doubled within 6 s.
+        let now = accept_all(&mut a, now, 4.0, 1);
+        assert!(a.rate() >= held * 2.0, "{} from {held}", a.rate());
+        // With many in flight, it takes longer.
+        let (mut b, end) = confirmed_at_20(1.0);
+        accept_all(&mut b, end, now - end, 20);
+        assert!(b.rate() <= held * 1.1, "{} from {held}", b.rate());
+    }
+
+    #[test]
+    fn a_long_retry_after_keeps_probing_careful_after_a_confirmed_limit() {
+        // Webex's Retry-After of 60 s: a 429 stops everybody for a minute.
+        let (mut a, end) = confirmed_at_20(60.0);
+        let held = a.rate();
+        // Ten minutes without a 429: about 5% more (0.5% of the limit a minute).
+        let now = accept_all(&mut a, end, 600.0, 1);
+        assert!(a.rate() <= held * 1.06, "{} from {held}", a.rate());
+        assert!(a.rate() > held * 1.03, "{} from {held}", a.rate());
+        // An hour: still well under double (the speed-up counts in
+        // Retry-After² units: with 60 s, hours).
+        accept_all(&mut a, now, 3000.0, 1);
+        assert!(a.rate() <= held * 1.4, "{} from {held}", a.rate());
     }
 
     #[tokio::test(start_paused = true)]
