@@ -138,10 +138,11 @@ pub async fn demo(args: DemoArgs) -> Result<Exit, Failure> {
         handle.base_url()
     );
     eprintln!(
-        "webex-bulk demo: running {} with --rate auto (start at 5/s, find the limit), 8 in flight and --settle {}\n\
+        "webex-bulk demo: running {} with --rate auto (start at 5/s, find the limit), up to {} in flight (adaptive) and --settle {}\n\
          (the demo's simulator finishes every create before it answers, so a short settle window is safe here;\n \
          against Webex keep the default of {} s: see \"How it stays safe\" in the README)\n",
         sample.display(),
+        crate::engine::DEFAULT_CONCURRENCY,
         DEMO_SETTLE.as_secs(),
         crate::settle::DEFAULT_SETTLE.as_secs()
     );
@@ -159,7 +160,8 @@ pub async fn demo(args: DemoArgs) -> Result<Exit, Failure> {
             new_run: false,
         },
         base_url: Some(handle.base_url()),
-        concurrency: Some(8),
+        // The defaults, as a first run would have them.
+        concurrency: None,
         rate: Some("auto".into()),
         max_attempts: Some(8),
         settle: Some(DEMO_SETTLE),
