@@ -150,22 +150,27 @@ async fn assert_report_every_row_done(work: &Work, file: &CaseFile) {
     assert_eq!(succeeded, file.valid.len(), "{rows:?}");
 }
 
+/// `run KIND` on `file` at no rate limit of ours (the simulator's limits
+/// and faults are what each case is about), with `extra` options.
+async fn run_case<K: KindCase>(
+    work: &Work,
+    sim: &SimHandle,
+    file: &CaseFile,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec!["--rate", "unlimited"];
+    args.extend_from_slice(extra);
+    work.run_kind(K::KIND, sim, &Env::sim(), "rows.csv", &file.text, &args)
+        .await
+}
+
 /// The requests a run of `valid` valid rows sends to a simulator without
 /// faults: what one row costs, measured rather than assumed.
 async fn clean_requests<K: KindCase>(valid: usize) -> u64 {
     let sim = start_sim(K::sim(SimConfig::default())).await;
     let work = Work::new();
     let file = case_file::<K>(valid, false);
-    let out = work
-        .run_kind(
-            K::KIND,
-            &sim,
-            &Env::sim(),
-            "clean.csv",
-            &file.text,
-            &["--rate", "unlimited"],
-        )
-        .await;
+    let out = run_case::<K>(&work, &sim, &file, &[]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_every_row_once::<K>(&sim, &file);
     sim.stats().requests
@@ -222,26 +227,16 @@ async fn dropped_connections<K: KindCase>() {
     let sim = start_sim(K::drop_after_work(K::sim(config), 0.3)).await;
     let work = Work::new();
     let file = case_file::<K>(ROWS, false);
-    let out = work
-        .run_kind(
-            K::KIND,
-            &sim,
-            &Env::sim(),
-            "rows.csv",
-            &file.text,
-            // This simulator finishes a create before it answers (or drops
-            // the connection), so a short settle window is safe here; the
-            // slow-server tests cover the window itself.
-            &[
-                "--rate",
-                "unlimited",
-                "--max-attempts",
-                "20",
-                "--settle",
-                "1",
-            ],
-        )
-        .await;
+    // This simulator finishes a create before it answers (or drops the
+    // connection), so a short settle window is safe here; the slow-server
+    // tests cover the window itself.
+    let out = run_case::<K>(
+        &work,
+        &sim,
+        &file,
+        &["--max-attempts", "20", "--settle", "1"],
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     let stats = sim.stats();
     assert!(stats.dropped > 0, "connections were dropped: {stats:?}");
@@ -272,16 +267,7 @@ async fn expired_token_under_concurrency_is_refreshed_once<K: KindCase>() {
     .await;
     let work = Work::new();
     let file = case_file::<K>(ROWS, false);
-    let out = work
-        .run_kind(
-            K::KIND,
-            &sim,
-            &Env::sim(),
-            "rows.csv",
-            &file.text,
-            &["--rate", "unlimited", "--concurrency", &WORKERS.to_string()],
-        )
-        .await;
+    let out = run_case::<K>(&work, &sim, &file, &["--concurrency", &WORKERS.to_string()]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let stats = sim.stats();
     assert!(
@@ -309,16 +295,7 @@ async fn a_429_storm_has_no_early_request<K: KindCase>() {
     .await;
     let work = Work::new();
     let file = case_file::<K>(ROWS, false);
-    let out = work
-        .run_kind(
-            K::KIND,
-            &sim,
-            &Env::sim(),
-            "rows.csv",
-            &file.text,
-            &["--rate", "unlimited", "--concurrency", "16"],
-        )
-        .await;
+    let out = run_case::<K>(&work, &sim, &file, &["--concurrency", "16"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let stats = sim.stats();
     assert!(stats.rate_limited > 0, "the storm happened: {stats:?}");
@@ -337,16 +314,7 @@ async fn invalid_rows_are_reported_and_never_sent<K: KindCase>() {
     let sim = start_sim(K::sim(SimConfig::default())).await;
     let work = Work::new();
     let file = case_file::<K>(ROWS, true);
-    let out = work
-        .run_kind(
-            K::KIND,
-            &sim,
-            &Env::sim(),
-            "rows.csv",
-            &file.text,
-            &["--rate", "unlimited"],
-        )
-        .await;
+    let out = run_case::<K>(&work, &sim, &file, &[]).await;
     assert_eq!(out.code, 1, "{out:?}");
     for (line, row) in &file.invalid {
         let named = format!("line {line}, column {} ({})", row.column, row.header);
