@@ -41,20 +41,17 @@ impl Runner for MeetingRunner {
 }
 
 impl MeetingRunner {
-    /// The row's request (as queued) and its JSON body.
-    fn request(&self, row: &Claimed) -> Result<(MeetingRequest, String), String> {
-        let req = row
-            .cells()
-            .and_then(|cells| self.rows.queued(row.line, row.request.as_deref(), &cells))?;
-        let body = serde_json::to_string(&req).expect("a request serializes");
-        Ok((req, body))
+    /// The row's request, as queued.
+    fn request(&self, row: &Claimed) -> Result<MeetingRequest, String> {
+        row.cells()
+            .and_then(|cells| self.rows.queued(row.line, row.request.as_deref(), &cells))
     }
 
     /// An earlier create may have happened: look first, and trust a "not
     /// found" only once the settle window has passed.
     async fn reconcile_row(&self, row: &Claimed, api: &mut Api<'_>) -> Reconciled {
         let req = match self.request(row) {
-            Ok((req, _)) => req,
+            Ok(req) => req,
             Err(error) => return Reconciled::Settled(unbuildable(row, error)),
         };
         let found = match lookup(api, row, &req).await {
@@ -125,7 +122,7 @@ impl MeetingRunner {
     /// `POST /meetings` with the row's tag.
     async fn create(&self, row: &Claimed, api: &mut Api<'_>) -> Outcome {
         let body = match self.request(row) {
-            Ok((_, body)) => body,
+            Ok(req) => serde_json::to_string(&req).expect("a request serializes"),
             Err(error) => return unbuildable(row, error),
         };
         let client = api.client();
@@ -161,7 +158,7 @@ impl MeetingRunner {
     /// meeting but the recorded one.
     async fn check_row(&self, row: &Claimed, api: &mut Api<'_>) -> Outcome {
         let req = match self.request(row) {
-            Ok((req, _)) => req,
+            Ok(req) => req,
             Err(error) => return check_not_made(error),
         };
         let found = match lookup(api, row, &req).await {
