@@ -27,10 +27,15 @@ use crate::store::{Claimed, Outcome, ReportRow};
 use crate::webex::{Answer, ApiError, Client};
 
 pub mod meetings;
+pub mod user_settings;
 pub mod users;
 
 /// Every kind this build knows, in the order `--help` lists them.
-pub static KINDS: &[&dyn Kind] = &[&meetings::Meetings, &users::Users];
+pub static KINDS: &[&dyn Kind] = &[
+    &meetings::Meetings,
+    &users::Users,
+    &user_settings::UserSettings,
+];
 
 /// The kind called `name` (as the command line takes it and runs record it).
 pub fn find(name: &str) -> Result<&'static dyn Kind, UnknownKind> {
@@ -297,7 +302,7 @@ mod tests {
         };
         let err = err.to_string();
         assert!(
-            err.contains("user-settings-v9") && err.contains("meetings, users"),
+            err.contains("user-settings-v9") && err.contains("meetings, users, user-settings"),
             "{err}"
         );
     }

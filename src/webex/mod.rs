@@ -16,11 +16,13 @@ mod callback;
 mod meetings;
 mod oauth;
 mod people;
+mod user_settings;
 
 pub use callback::{receive_callback, CallbackQuery};
 pub use meetings::Meeting;
 pub use oauth::{GrantError, TokenGrant};
 pub use people::{License, Person, UserLicenses};
+pub use user_settings::{SessionType, SiteRef, TrackingCode, TrackingOption, TrackingValue};
 
 /// The header Webex uses to correlate a request with its logs.
 pub const TRACKING_HEADER: &str = "TrackingID";
