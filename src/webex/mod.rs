@@ -17,6 +17,7 @@ mod meetings;
 mod oauth;
 mod people;
 mod user_settings;
+pub mod xml;
 
 pub use callback::{receive_callback, CallbackQuery};
 pub use meetings::Meeting;
@@ -93,6 +94,16 @@ pub enum ApiError {
         detail: String,
         tracking_id: Option<String>,
     },
+    /// The Meetings XML API answered FAILURE (with HTTP 200, as it does).
+    #[error("XML API error {exception_id}: {reason}")]
+    Xml {
+        /// Kept as text: ids have leading zeros and letters.
+        exception_id: String,
+        reason: String,
+        /// For the rate answer (which has no Retry-After): how long to
+        /// pause, in seconds, as the endpoint is configured.
+        retry_after: Option<String>,
+    },
 }
 
 impl ApiError {
@@ -100,6 +111,15 @@ impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ApiError::Status { status, .. } | ApiError::Decode { status, .. } => Some(*status),
+            // The XML API reports its failures in a 200 answer.
+            ApiError::Xml { .. } => Some(200),
+            _ => None,
+        }
+    }
+    /// The XML API's exceptionID, for an XML failure.
+    pub fn xml_exception(&self) -> Option<&str> {
+        match self {
+            ApiError::Xml { exception_id, .. } => Some(exception_id),
             _ => None,
         }
     }
@@ -114,11 +134,16 @@ impl ApiError {
     }
     /// 429: slow down and wait for Retry-After.
     pub fn is_rate_limited(&self) -> bool {
-        self.status() == Some(429)
+        self.status() == Some(429) || self.xml_exception() == Some(xml::XML_RATE_LIMITED)
     }
-    /// 401: the access token is not (or no longer) accepted.
+    /// 401: the access token is not (or no longer) accepted (over XML: the
+    /// token or the session ticket made from it was refused).
     pub fn is_unauthorized(&self) -> bool {
         self.status() == Some(401)
+            || matches!(
+                self.xml_exception(),
+                Some(xml::XML_BAD_CREDENTIALS | xml::XML_NO_TICKET)
+            )
     }
     /// Worth trying again later: 5xx, 408, 423, timeouts and broken connections.
     pub fn is_retryable(&self) -> bool {
@@ -126,6 +151,7 @@ impl ApiError {
             ApiError::Status { status, .. } => matches!(status, 408 | 423 | 500..=599),
             ApiError::Timeout(_) | ApiError::Connect(_) | ApiError::Transport(_) => true,
             ApiError::Decode { .. } => false,
+            ApiError::Xml { exception_id, .. } => exception_id == xml::XML_NOT_RESPONDING,
         }
     }
     /// Whether a create that ended this way may still have been carried
@@ -134,14 +160,16 @@ impl ApiError {
     pub fn may_have_happened(&self) -> bool {
         match self {
             ApiError::Status { status, .. } => *status >= 500 || *status == 408,
-            ApiError::Connect(_) => false,
+            ApiError::Connect(_) | ApiError::Xml { .. } => false,
             ApiError::Timeout(_) | ApiError::Transport(_) | ApiError::Decode { .. } => true,
         }
     }
     /// The raw Retry-After header of the answer.
     pub fn retry_after(&self) -> Option<&str> {
         match self {
-            ApiError::Status { retry_after, .. } => retry_after.as_deref(),
+            ApiError::Status { retry_after, .. } | ApiError::Xml { retry_after, .. } => {
+                retry_after.as_deref()
+            }
             _ => None,
         }
     }
@@ -551,6 +579,22 @@ mod tests {
                 && !ApiError::Connect("x".into()).may_have_happened()
         );
         assert!(ApiError::Transport("x".into()).may_have_happened());
+        let xml = |id: &str| ApiError::Xml {
+            exception_id: id.into(),
+            reason: "r".into(),
+            retry_after: (id == "000045").then(|| "60".into()),
+        };
+        assert!(xml("000045").is_rate_limited() && xml("000045").retry_after() == Some("60"));
+        assert!(xml("030002").is_unauthorized() && xml("030048").is_unauthorized());
+        assert!(xml("000035").is_retryable());
+        let row = xml("999999");
+        assert!(
+            !row.is_retryable()
+                && !row.is_unauthorized()
+                && !row.is_rate_limited()
+                && !row.may_have_happened()
+        );
+        assert_eq!(row.to_string(), "XML API error 999999: r");
     }
 
     #[test]
