@@ -105,6 +105,7 @@ pub fn plan(
         home: dir.join("home"),
         profile: "default".into(),
         env: sim_env(),
+        api: webex_bulk::cli::ApiArgs::default(),
     }
 }
 

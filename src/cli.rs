@@ -106,7 +106,7 @@ pub struct LoginArgs {
     #[arg(
         long,
         value_name = "SCOPES",
-        default_value = "spark:kms meeting:admin_schedule_write meeting:admin_schedule_read spark-admin:people_read spark-admin:people_write spark-admin:licenses_read"
+        default_value = "spark:kms meeting:admin_schedule_write meeting:admin_schedule_read meeting:admin_preferences_read spark-admin:people_read spark-admin:people_write spark-admin:licenses_read"
     )]
     pub scopes: String,
     /// The local port of the redirect URI http://localhost:PORT/callback (as registered for the integration).
@@ -128,6 +128,28 @@ pub struct DbArg {
     /// The queue database (created if missing).
     #[arg(long, default_value = "webex-bulk.db", value_name = "PATH")]
     pub db: PathBuf,
+}
+
+/// Which Webex API a kind that has two ways uses (user-settings: REST, or
+/// the Meetings XML API).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ApiArgs {
+    /// The API that carries the rows, for kinds that have two ways (user-settings: rest, or xml: the Meetings XML API with a session ticket) [default: rest, or the run's].
+    #[arg(long, value_enum, value_name = "API")]
+    pub api: Option<ApiChoice>,
+    /// The Meetings XML API's address, for --api xml (https, or http to this machine) [default: https://api.webex.com/WBXService/XMLService, or the run's].
+    #[arg(long, env = "WEBEX_XML_URL", value_name = "URL")]
+    pub xml_url: Option<String>,
+    /// Seconds every worker pauses after the XML API's rate answer (000045, which says no Retry-After; Cisco documents 60) [default: 60, or the run's].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub xml_rate_pause: Option<u64>,
+}
+
+/// The APIs of `--api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApiChoice {
+    Rest,
+    Xml,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +213,8 @@ pub struct RunArgs {
     /// The credential profile to keep refreshed tokens under.
     #[arg(long, default_value = "default", value_name = "NAME")]
     pub profile: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +237,8 @@ pub struct ValidateArgs {
     /// For kinds that check rows against the org, the credential profile to ask with.
     #[arg(long, default_value = "default", value_name = "NAME")]
     pub profile: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 #[derive(Debug, Args)]

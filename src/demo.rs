@@ -171,6 +171,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit, Failure> {
         home: dir.join("home"),
         profile: "default".into(),
         env,
+        api: crate::cli::ApiArgs::default(),
     };
     let (ctrl_c, _guard) = crate::app::ctrl_c_shutdown();
     let result = execute(plan, ctrl_c).await;

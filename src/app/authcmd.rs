@@ -516,13 +516,19 @@ mod tests {
     #[test]
     fn warnings_for_expiring_refresh_tokens_and_missing_scopes() {
         let day = 86_400;
-        let all = "spark:all meeting:admin_schedule_write spark-admin:people_write spark-admin:licenses_read";
+        let all = "spark:all meeting:admin_schedule_write meeting:admin_schedule_read meeting:admin_preferences_read spark-admin:people_write spark-admin:licenses_read";
         assert!(status_warnings(Some(all), Some(20 * day), 0).is_empty());
         let w = status_warnings(Some(all), Some(9 * day), 0);
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("expires in 9 days"));
         let w = status_warnings(Some("meeting:admin_schedule_write"), None, 0);
-        assert_eq!(w, vec!["users jobs need scope spark-admin:people_write and spark-admin:licenses_read which this token lacks".to_string()]);
+        assert_eq!(
+            w,
+            [
+                "users jobs need scope spark-admin:people_write and spark-admin:licenses_read which this token lacks",
+                "user-settings jobs need scope meeting:admin_schedule_read and meeting:admin_preferences_read which this token lacks",
+            ]
+        );
         assert!(status_warnings(None, None, 0)[0].contains("unknown"));
     }
 }

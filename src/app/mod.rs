@@ -11,7 +11,7 @@ use crate::auth::{self, AuthError, CredentialStore, Credentials, EnvCredentials,
 use crate::cli::{Cli, Command, DbArg};
 use crate::csvin::Problem;
 use crate::ingest::IngestError;
-use crate::kinds::{Job, Kind, Org, PrepareError};
+use crate::kinds::{Job, Kind, KindOptions, Org, PrepareError};
 use crate::progress::{self};
 use crate::store::Store;
 use crate::webex::Client;
@@ -127,12 +127,70 @@ fn print_problem(path: &Path, p: &Problem) {
 }
 
 /// The kind made ready for a run: what it needs from the org, asked once.
-async fn prepare(kind: &dyn Kind, org: Option<&Org>) -> Result<Box<dyn Job>, Failure> {
-    kind.prepare(org).await.map_err(|e| match e {
+async fn prepare(
+    kind: &dyn Kind,
+    org: Option<&Org>,
+    options: &KindOptions,
+) -> Result<Box<dyn Job>, Failure> {
+    kind.prepare(org, options).await.map_err(|e| match e {
         PrepareError::Auth(e) => fail(Exit::Auth, e),
         PrepareError::Unauthorized(e) => fail(Exit::Auth, e),
-        PrepareError::Org(e) => fail(Exit::Usage, e),
+        PrepareError::Org(e) | PrepareError::Usage(e) => fail(Exit::Usage, e),
     })
+}
+
+/// The API options a run goes with: the command line's, else the run's
+/// (`stored`), else the defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct ApiOptions {
+    pub(super) xml: bool,
+    pub(super) xml_url: String,
+    pub(super) xml_rate_pause: u64,
+}
+
+impl ApiOptions {
+    pub(super) fn of(args: &crate::cli::ApiArgs, stored: &serde_json::Value) -> ApiOptions {
+        let text = |k: &str| stored.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        ApiOptions {
+            xml: match args.api {
+                Some(api) => api == crate::cli::ApiChoice::Xml,
+                None => text("api").as_deref() == Some("xml"),
+            },
+            xml_url: args
+                .xml_url
+                .clone()
+                .or_else(|| text("xml_url"))
+                .unwrap_or_else(|| crate::webex::xml::DEFAULT_XML_URL.to_owned()),
+            xml_rate_pause: args
+                .xml_rate_pause
+                .or_else(|| stored.get("xml_rate_pause_secs").and_then(|v| v.as_u64()))
+                .unwrap_or(crate::webex::xml::DEFAULT_XML_RATE_PAUSE.as_secs()),
+        }
+    }
+
+    /// What the kind is told (the XML address checked like the base URL).
+    pub(super) fn kind_options(&self) -> Result<KindOptions, Failure> {
+        if !self.xml {
+            return Ok(KindOptions::default());
+        }
+        let url = crate::webex::check_base_url(&self.xml_url)
+            .map_err(|e| fail(Exit::Usage, format!("--xml-url: {e}")))?;
+        Ok(KindOptions {
+            xml: Some(crate::webex::xml::XmlEndpoint {
+                url,
+                rate_pause: std::time::Duration::from_secs(self.xml_rate_pause),
+            }),
+        })
+    }
+
+    /// As recorded with the run (beside the other options).
+    pub(super) fn record(&self, options: &mut serde_json::Value) {
+        options["api"] = serde_json::json!(if self.xml { "xml" } else { "rest" });
+        if self.xml {
+            options["xml_url"] = serde_json::json!(self.xml_url);
+            options["xml_rate_pause_secs"] = serde_json::json!(self.xml_rate_pause);
+        }
+    }
 }
 
 fn input_error(path: &Path, e: IngestError) -> Failure {

@@ -35,6 +35,8 @@ pub struct RunPlan {
     pub home: PathBuf,
     pub profile: String,
     pub env: EnvCredentials,
+    /// `--api`, `--xml-url`, `--xml-rate-pause`.
+    pub api: crate::cli::ApiArgs,
 }
 
 /// What a run works on.
@@ -68,6 +70,7 @@ pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
             delimiter: args.delimiter,
             base_url: args.base_url,
             profile: args.profile,
+            api: args.api,
         })
         .await;
     }
@@ -118,6 +121,7 @@ pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
         home: auth::home_dir(),
         profile: args.profile,
         env: EnvCredentials::from_env(),
+        api: args.api,
     };
     let (ctrl_c, _guard) = ctrl_c_shutdown();
     Ok(execute(plan, ctrl_c).await?.exit)
@@ -188,10 +192,13 @@ pub async fn execute(
             let kind = kinds::find(kind).map_err(|e| fail(Exit::Usage, e))?;
             let options = Effective::of(&plan, &serde_json::Value::Null);
             let (base, _) = options.check()?;
+            let api = ApiOptions::of(&plan.api, &serde_json::Value::Null);
+            let kind_options = api.kind_options()?;
             (client, tokens) = connect(&plan, base)?;
             let org = Org::new(client.clone(), tokens.clone());
-            job = prepare(kind, Some(&org)).await?;
-            let options = options.to_json();
+            job = prepare(kind, Some(&org), &kind_options).await?;
+            let mut options = options.to_json();
+            api.record(&mut options);
             let opts = IngestOptions {
                 encoding: *encoding,
                 delimiter: *delimiter,
@@ -268,9 +275,11 @@ pub async fn execute(
             let kind = kinds::find(&info.kind)
                 .map_err(|e| fail(Exit::Usage, format!("run {}: {e}", info.id)))?;
             let (base, _) = Effective::of(&plan, &info.options).check()?;
+            let api = ApiOptions::of(&plan.api, &info.options);
+            let kind_options = api.kind_options()?;
             (client, tokens) = connect(&plan, base)?;
             let org = Org::new(client.clone(), tokens.clone());
-            job = prepare(kind, Some(&org)).await?;
+            job = prepare(kind, Some(&org), &kind_options).await?;
             let reopened = store
                 .prepare_resume(info.id, *retry_failed)
                 .map_err(storage)?;

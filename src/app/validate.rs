@@ -43,7 +43,8 @@ pub(super) async fn validate(args: ValidateArgs) -> Result<Exit, Failure> {
     } else {
         None
     };
-    let job = match prepare(kind, org.as_ref()).await {
+    let kind_options = ApiOptions::of(&args.api, &serde_json::Value::Null).kind_options()?;
+    let job = match prepare(kind, org.as_ref(), &kind_options).await {
         Ok(job) => job,
         Err(f) => return Err(f),
     };

@@ -65,6 +65,7 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<Exit, Failure> {
         home: auth::home_dir(),
         profile: args.profile,
         env: EnvCredentials::from_env(),
+        api: crate::cli::ApiArgs::default(),
     };
     let options = Effective::of(&plan, &run.options);
     let (base, rate) = options.check()?;

@@ -57,6 +57,27 @@ pub fn names() -> Vec<&'static str> {
     KINDS.iter().map(|k| k.name()).collect()
 }
 
+/// The options of a run that a kind may use (given on the command line,
+/// stored with the run).
+#[derive(Clone, Debug, Default)]
+pub struct KindOptions {
+    /// `--api xml`: carry the rows out over the Meetings XML API, for a kind
+    /// that has that way (others refuse it).
+    pub xml: Option<crate::webex::xml::XmlEndpoint>,
+}
+
+impl KindOptions {
+    /// Refuses `--api xml` for a kind that only speaks REST.
+    pub fn rest_only(&self, kind: &str) -> Result<(), PrepareError> {
+        match self.xml {
+            Some(_) => Err(PrepareError::Usage(format!(
+                "the {kind} kind has no XML API way: leave out --api xml (or use --api rest)"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A boxed future, as trait objects return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -84,6 +105,7 @@ pub trait Kind: Sync {
     fn prepare<'a>(
         &'a self,
         org: Option<&'a Org>,
+        options: &'a KindOptions,
     ) -> BoxFuture<'a, Result<Box<dyn Job>, PrepareError>>;
     /// The report's columns of this kind, between the shared ones
     /// (`line` .. `tracking_id`) and `note`.
@@ -175,6 +197,9 @@ pub enum PrepareError {
     /// The org did not answer what the kind needs.
     #[error("{0}")]
     Org(String),
+    /// The run's options do not fit the kind.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// The org, as a kind sees it while preparing a run: one request at a time,

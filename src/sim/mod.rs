@@ -151,7 +151,7 @@ pub struct SimConfig {
 }
 
 /// Default [`SimConfig::granted_scopes`]: what a bulk-admin integration asks for.
-pub const DEFAULT_GRANTED_SCOPES: &str = "spark:all meeting:admin_schedule_write meeting:admin_schedule_read spark-admin:people_read spark-admin:people_write spark-admin:licenses_read";
+pub const DEFAULT_GRANTED_SCOPES: &str = "spark:all meeting:admin_schedule_write meeting:admin_schedule_read meeting:admin_preferences_read spark-admin:people_read spark-admin:people_write spark-admin:licenses_read";
 
 /// Default [`SimConfig::org_id`]: a Webex-style id, the unpadded base64 of
 /// `ciscospark://us/ORGANIZATION/5a1c0e5e-0000-4000-8000-00000000c0de`.

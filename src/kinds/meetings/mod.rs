@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::csvin::Problem;
 use crate::ingest::problems_text;
-use crate::kinds::{BoxFuture, Checker, Job, Kind, Org, PrepareError, Runner};
+use crate::kinds::{BoxFuture, Checker, Job, Kind, KindOptions, Org, PrepareError, Runner};
 use crate::store::ReportRow;
 
 pub mod check;
@@ -43,8 +43,12 @@ impl Kind for Meetings {
     fn prepare<'a>(
         &'a self,
         _org: Option<&'a Org>,
+        options: &'a KindOptions,
     ) -> BoxFuture<'a, Result<Box<dyn Job>, PrepareError>> {
-        Box::pin(async { Ok(Box::new(MeetingsJob) as Box<dyn Job>) })
+        Box::pin(async move {
+            options.rest_only(self.name())?;
+            Ok(Box::new(MeetingsJob) as Box<dyn Job>)
+        })
     }
 
     fn result_columns(&self) -> &'static [&'static str] {

@@ -15,15 +15,17 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::csvin::Problem;
-use crate::kinds::{BoxFuture, Checker, Job, Kind, Org, PrepareError, Runner};
+use crate::kinds::{BoxFuture, Checker, Job, Kind, KindOptions, Org, PrepareError, Runner};
 use crate::store::ReportRow;
 use crate::webex::new_tracking_id;
 
 pub mod check;
 pub mod run;
+pub mod xml;
 
 use check::{check_against_sites, parse_row, type_label, Layout, SiteConfig, TypesChange};
 use run::{Change, SettingsRunner, Via};
+use xml::XmlSession;
 
 /// The user-settings kind.
 pub struct UserSettings;
@@ -58,15 +60,32 @@ impl Kind for UserSettings {
     fn prepare<'a>(
         &'a self,
         org: Option<&'a Org>,
+        options: &'a KindOptions,
     ) -> BoxFuture<'a, Result<Box<dyn Job>, PrepareError>> {
         Box::pin(async move {
             let org = org.ok_or_else(|| {
                 PrepareError::Org("the user-settings kind reads the sites' session types and tracking codes and needs credentials: set WEBEX_ACCESS_TOKEN (or run `webex-bulk auth service-app`)".into())
             })?;
-            let sites = read_sites(org).await?;
+            let (sites, via) = match &options.xml {
+                None => (read_sites(org, None).await?, Via::Rest),
+                Some(endpoint) => {
+                    // The admin's webExID is the token owner's email.
+                    let me = org
+                        .get(
+                            "read who you are (GET /people/me)",
+                            |client, token| async move { client.me(&token).await },
+                        )
+                        .await?;
+                    let email = me.emails.first().cloned().ok_or_else(|| {
+                        PrepareError::Org("GET /people/me names no email: the XML API needs the admin's email as webExID".into())
+                    })?;
+                    let session = Arc::new(XmlSession::new(endpoint.clone(), email));
+                    (read_sites(org, Some(&session)).await?, Via::Xml(session))
+                }
+            };
             Ok(Box::new(SettingsJob {
                 sites: Arc::new(sites),
-                via: Via::Rest,
+                via,
             }) as Box<dyn Job>)
         })
     }
@@ -100,8 +119,8 @@ impl Kind for UserSettings {
 }
 
 /// The sites the token manages, each with its session types and tracking
-/// codes: once per site in a run.
-async fn read_sites(org: &Org) -> Result<Vec<SiteConfig>, PrepareError> {
+/// codes (over REST, or over the XML API with `xml`): once per site in a run.
+async fn read_sites(org: &Org, xml: Option<&XmlSession>) -> Result<Vec<SiteConfig>, PrepareError> {
     let listed = org
         .get("list your meeting sites", |client, token| async move {
             client.meeting_sites(&token, None, &new_tracking_id()).await
@@ -111,6 +130,10 @@ async fn read_sites(org: &Org) -> Result<Vec<SiteConfig>, PrepareError> {
     for s in listed {
         let url = check::normalize_site(&s.site_url).unwrap_or(s.site_url);
         if sites.iter().any(|k| k.url == url) {
+            continue;
+        }
+        if let Some(session) = xml {
+            sites.push(session.read_site(org, &url).await?);
             continue;
         }
         let site = url.as_str();

@@ -13,12 +13,16 @@ use crate::kinds::{BoxFuture, Runner};
 use crate::store::{Claimed, Created, Outcome};
 
 use super::check::{parse_row, resolve, type_label, Layout, Resolved, ResolvedTypes, SiteConfig};
+use super::xml::XmlSession;
 
 /// Which API carries the settings.
 #[derive(Clone)]
 pub enum Via {
     /// `/admin/meeting/userconfig/*` (the default).
     Rest,
+    /// The Meetings XML API (`GetUser` / `SetUser`), with the run's one
+    /// ticket per site.
+    Xml(Arc<XmlSession>),
 }
 
 /// Carries out the rows of one user-settings run.
@@ -124,6 +128,7 @@ impl SettingsRunner {
         };
         match &self.via {
             Via::Rest => rest(api, &plan).await,
+            Via::Xml(session) => session.carry_out(api, &plan).await,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::csvin::Problem;
-use crate::kinds::{BoxFuture, Checker, Job, Kind, Org, PrepareError, Runner};
+use crate::kinds::{BoxFuture, Checker, Job, Kind, KindOptions, Org, PrepareError, Runner};
 use crate::store::ReportRow;
 use crate::webex::License;
 
@@ -48,8 +48,10 @@ impl Kind for Users {
     fn prepare<'a>(
         &'a self,
         org: Option<&'a Org>,
+        options: &'a KindOptions,
     ) -> BoxFuture<'a, Result<Box<dyn Job>, PrepareError>> {
         Box::pin(async move {
+            options.rest_only(self.name())?;
             let org = org.ok_or_else(|| {
                 PrepareError::Org("the users kind lists the org's licenses and needs credentials: set WEBEX_ACCESS_TOKEN (or run `webex-bulk auth service-app`)".into())
             })?;
