@@ -57,6 +57,10 @@ pub struct XmlSession {
     /// Each site's ticket (by `siteName`), behind its own async lock: the
     /// single flight.
     tickets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Held>>>>>,
+    /// Fingerprints of OAuth tokens that a refresh replaced: a worker still
+    /// holding one uses the ticket made from the newer token instead of
+    /// getting another (tokens only move forward).
+    retired: Mutex<Vec<[u8; 32]>>,
     /// Ids of the tickets obtained.
     next: AtomicU64,
 }
@@ -82,6 +86,7 @@ impl XmlSession {
             endpoint,
             web_ex_id,
             tickets: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
             next: AtomicU64::new(1),
         }
     }
@@ -107,8 +112,15 @@ impl XmlSession {
         let mut held = slot.lock().await;
         let made_from = fingerprint(token);
         if let Some(h) = held.as_ref() {
-            if h.token == made_from && Instant::now() < h.until {
+            let retired = self.retired.lock().expect("retired tokens");
+            let current = h.token == made_from || retired.contains(&made_from);
+            if current && Instant::now() < h.until {
                 return Ok((h.id, h.ticket.clone()));
+            }
+            drop(retired);
+            if h.token != made_from {
+                // A refreshed token: the ticket of the one it replaced goes.
+                self.retired.lock().expect("retired tokens").push(h.token);
             }
         }
         let answer = client
