@@ -52,6 +52,7 @@ pub use model::org::{
     SimLicense, SimPerson, LICENSE_ASSISTANT, LICENSE_CALLING_PROFESSIONAL,
     LICENSE_ENTERPRISE_EDITION, LICENSE_MEETING_ACME, LICENSE_MEETING_ACME_EU, LICENSE_MESSAGING,
 };
+pub use model::sites::{HostSettings, SimSessionType, SimSite, SimTrackingCode};
 
 /// How the simulator behaves. `SimConfig::default()` is a well-behaved Webex with one
 /// valid access token (`sim-access-token`) and one refresh token (`sim-refresh-token`).
@@ -148,6 +149,20 @@ pub struct SimConfig {
     /// with one is refused with 409, and this organization's lookups never find
     /// it (as Webex does for an address taken elsewhere).
     pub other_org_emails: Vec<String>,
+    /// The meeting sites, with their session types and tracking codes
+    /// (default: the two sites of the default meeting licenses; see
+    /// `model::sites::default_sites`). A person is a host on the sites of
+    /// their meeting licenses; the admin on every site.
+    pub meeting_sites: Vec<SimSite>,
+    /// Share (0..=1) of changes of a host's settings (REST `PUT`s and XML
+    /// `SetUser`) carried out and then answered by dropping the connection.
+    pub settings_drop_rate: f64,
+    /// How long an XML session ticket works (`timeToLive`; default 5400 s).
+    pub xml_ticket_ttl: Duration,
+    /// XML API calls allowed per caller (`webExID`) in a window: the call
+    /// over it gets the rate answer (000045, HTTP 200, no Retry-After) and so
+    /// does every call for a window after it (default none).
+    pub xml_rate_limit: Option<(u32, Duration)>,
 }
 
 /// Default [`SimConfig::granted_scopes`]: what a bulk-admin integration asks for.
@@ -194,6 +209,10 @@ impl Default for SimConfig {
             licenses: model::org::default_licenses(),
             people: Vec::new(),
             other_org_emails: Vec::new(),
+            meeting_sites: model::sites::default_sites(),
+            settings_drop_rate: 0.0,
+            xml_ticket_ttl: Duration::from_secs(5400),
+            xml_rate_limit: None,
         }
     }
 }
@@ -255,6 +274,28 @@ pub struct SimStats {
     pub max_in_flight: u64,
     /// `/v1/*` requests the simulator is working on now (answered or not).
     pub in_flight: u64,
+    /// Hosts' session type sets replaced (REST `PUT` or XML `SetUser`),
+    /// whether or not the set changed.
+    pub session_type_updates: u64,
+    /// Hosts' tracking codes changed (REST `PUT` or XML `SetUser`),
+    /// whether or not a value changed.
+    pub tracking_code_updates: u64,
+    /// Writes of a host's settings that changed nothing: a client that
+    /// wrote again what was already there (a doubled write shows so).
+    pub settings_noop_writes: u64,
+    /// Requests to the XML API (`POST /WBXService/XMLService`).
+    pub xml_requests: u64,
+    /// Session tickets issued by `AuthenticateUser`.
+    pub xml_tickets: u64,
+    /// XML calls refused for an unknown, expired or foreign ticket (030002).
+    pub xml_ticket_rejections: u64,
+    /// XML calls given the rate answer (000045).
+    pub xml_rate_limited: u64,
+    /// XML calls that came during a caller's rate block more than
+    /// `early_grace` after it began (the client did not pause).
+    pub xml_early_requests: u64,
+    /// `SetUser` calls carried out.
+    pub xml_set_users: u64,
 }
 
 /// A running simulator. Dropping it stops the server as [`SimHandle::shutdown`] does,
@@ -318,6 +359,28 @@ impl SimHandle {
     /// Every person as `GET /v1/people/{personId}` returns it, oldest first.
     pub fn people(&self) -> Vec<serde_json::Value> {
         self.state.directory().people_json()
+    }
+
+    /// A host's settings on a site (their site defaults if never changed);
+    /// `None` when the person is not a host there.
+    pub fn user_settings(&self, email: &str, site: &str) -> Option<HostSettings> {
+        let (_, sites) = self.state.host(email)?;
+        self.state
+            .settings()
+            .get(email, site, &sites)
+            .ok()
+            .map(|h| h.clone())
+    }
+
+    /// Every XML session ticket stops working (the next call with one is
+    /// refused with 030002), as when Webex ends its sessions.
+    pub fn expire_xml_tickets(&self) {
+        self.state.xml().expire_all();
+    }
+
+    /// The XML API's address: `http://127.0.0.1:PORT/WBXService/XMLService`.
+    pub fn xml_url(&self) -> String {
+        format!("http://{}/WBXService/XMLService", self.addr)
     }
 
     /// Every license as `GET /v1/licenses` returns it.

@@ -513,6 +513,21 @@ impl Directory {
         }
     }
 
+    /// A person's id and the sites where they are a host, by email (`None`:
+    /// nobody of this org has it).
+    pub(crate) fn host(&self, email: &str) -> Option<(String, Vec<String>)> {
+        let at = *self.by_email.get(&email.to_lowercase())?.first()?;
+        let person = &self.people[at];
+        let sites = self.host_sites(person).map(str::to_owned).collect();
+        Some((person.id.clone(), sites))
+    }
+
+    /// The email of the person with this id.
+    pub(crate) fn email_of(&self, id: &str) -> Option<String> {
+        let at = *self.person_at.get(id)?;
+        Some(self.people[at].email.clone())
+    }
+
     /// Sites where the person is a host: those of their meeting licenses.
     fn host_sites<'a>(&'a self, person: &'a Person) -> impl Iterator<Item = &'a str> {
         person.licenses.iter().filter_map(|id| {

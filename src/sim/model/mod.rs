@@ -7,6 +7,8 @@ pub(super) mod directory;
 pub(super) mod limiter;
 pub(super) mod meetings;
 pub(super) mod org;
+pub(super) mod sites;
 pub(super) mod state;
 pub(super) mod times;
 pub(super) mod tokens;
+pub(super) mod xml;

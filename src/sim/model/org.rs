@@ -73,6 +73,11 @@ pub const LICENSE_ENTERPRISE_EDITION: &str =
 pub const LICENSE_ASSISTANT: &str =
     "Y2lzY29zcGFyazovL3VzL0xJQ0VOU0UvNWExYzBlNWUtMDAwMC00MDAwLTgwMDAtMDAwMDAwMDBjMGRlOldYQQ";
 
+/// The admin's person id: the unpadded base64 of
+/// `ciscospark://us/PEOPLE/5a1c0e5e-0000-4000-8000-00000000ad01`.
+pub(crate) const ADMIN_PERSON_ID: &str =
+    "Y2lzY29zcGFyazovL3VzL1BFT1BMRS81YTFjMGU1ZS0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMGFkMDE";
+
 /// Name of both default meeting licenses.
 const MEETING_NAME: &str = "Meeting - Webex Enterprise";
 

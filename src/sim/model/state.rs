@@ -15,7 +15,9 @@ use super::codes::CodeStore;
 use super::directory::Directory;
 use super::limiter::RateLimiter;
 use super::meetings::MeetingStore;
+use super::sites::SettingsStore;
 use super::tokens::TokenStore;
+use super::xml::XmlSessions;
 use crate::sim::{SimConfig, SimStats};
 
 /// Everything the handlers share.
@@ -40,6 +42,11 @@ pub(crate) struct SimState {
     meetings: Mutex<MeetingStore>,
     /// The organization's people and licenses.
     directory: Mutex<Directory>,
+    /// Meeting sites and hosts' settings on them (taken after `directory`,
+    /// never with it).
+    settings: Mutex<SettingsStore>,
+    /// The XML API's session tickets and per-caller rate windows.
+    xml: Mutex<XmlSessions>,
     /// `/v1/*` requests in the gate now (for `max_in_flight`).
     pub(crate) in_flight: std::sync::atomic::AtomicU64,
 }
@@ -64,6 +71,8 @@ impl SimState {
             decisions: Mutex::new(StdRng::seed_from_u64(config.seed)),
             meetings: Mutex::default(),
             directory: Mutex::new(Directory::new(&config, &super::times::now())),
+            settings: Mutex::new(SettingsStore::new(config.meeting_sites.clone())),
+            xml: Mutex::default(),
             in_flight: Default::default(),
             config,
         }
@@ -107,6 +116,31 @@ impl SimState {
     /// The people and licenses.
     pub(crate) fn directory(&self) -> MutexGuard<'_, Directory> {
         lock(&self.directory)
+    }
+
+    /// The meeting sites and hosts' settings.
+    pub(crate) fn settings(&self) -> MutexGuard<'_, SettingsStore> {
+        lock(&self.settings)
+    }
+
+    /// The XML API's sessions.
+    pub(crate) fn xml(&self) -> MutexGuard<'_, XmlSessions> {
+        lock(&self.xml)
+    }
+
+    /// The sites where `email` is a host, and their person id (the admin:
+    /// every site; `None`: nobody of this org has the email).
+    pub(crate) fn host(&self, email: &str) -> Option<(String, Vec<String>)> {
+        if email.eq_ignore_ascii_case(crate::sim::ADMIN_EMAIL) {
+            let sites = self
+                .settings()
+                .sites()
+                .iter()
+                .map(|s| s.url.clone())
+                .collect();
+            return Some((super::org::ADMIN_PERSON_ID.to_owned(), sites));
+        }
+        self.directory().host(email)
     }
 
     /// True with probability `share` (0..=1), drawn from the seeded decision RNG.

@@ -12,6 +12,8 @@ pub(super) mod meetings;
 pub(super) mod paging;
 pub(super) mod people;
 pub(super) mod person_body;
+pub(super) mod user_settings;
+pub(super) mod xml;
 
 use std::sync::Arc;
 
@@ -40,6 +42,24 @@ pub(super) fn router(state: Arc<SimState>) -> Router {
             "/v1/meetings/{meetingId}",
             get(meetings::get_one).delete(meetings::delete_one),
         )
+        .route("/v1/meetingPreferences/sites", get(user_settings::sites))
+        .route(
+            "/v1/admin/meeting/config/sessionTypes",
+            get(user_settings::site_session_types),
+        )
+        .route(
+            "/v1/admin/meeting/config/trackingCodes",
+            get(user_settings::site_tracking_codes),
+        )
+        .route(
+            "/v1/admin/meeting/userconfig/sessionTypes",
+            get(user_settings::user_session_types).put(user_settings::put_user_session_types),
+        )
+        .route(
+            "/v1/admin/meeting/userconfig/trackingCodes",
+            get(user_settings::user_tracking_codes).put(user_settings::put_user_tracking_codes),
+        )
+        .route("/WBXService/XMLService", post(xml::service))
         .route("/_sim/stats", get(stats))
         .fallback(errors::unknown_path)
         .layer(middleware::from_fn_with_state(state.clone(), gate::gate))

@@ -27,10 +27,7 @@ const DEFAULT_MAX: usize = 100;
 /// Largest `max` of a listing.
 const MAX_MAX: usize = 1000;
 
-/// The admin's person id: the unpadded base64 of
-/// `ciscospark://us/PEOPLE/5a1c0e5e-0000-4000-8000-00000000ad01`.
-pub(crate) const ADMIN_PERSON_ID: &str =
-    "Y2lzY29zcGFyazovL3VzL1BFT1BMRS81YTFjMGU1ZS0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMGFkMDE";
+pub(crate) use crate::sim::model::org::ADMIN_PERSON_ID;
 
 /// `GET /v1/people/me`: a Person as in the admin spec.
 pub(crate) async fn me(State(sim): State<Arc<SimState>>) -> Json<Value> {
