@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use webex_bulk::sim::{SimConfig, SimHandle, SimLicense, SimStats, LICENSE_MESSAGING};
+use webex_bulk::sim::{
+    SimConfig, SimHandle, SimLicense, SimPerson, SimStats, LICENSE_MEETING_ACME, LICENSE_MESSAGING,
+};
 
 use crate::util::*;
 
@@ -493,6 +495,85 @@ impl KindCase for Users {
     }
 }
 
+/// `run user-settings` (over REST): one host's session types and tracking
+/// code per row, keyed by email; the "object" is the host's `Cost Centre`,
+/// which only the row sets.
+pub struct UserSettings;
+
+impl UserSettings {
+    /// Hosts on acme.webex.com at start (more than any case's rows).
+    const HOSTS: usize = 100;
+    fn email(i: usize) -> String {
+        format!("u{i}@acme.example.com")
+    }
+}
+
+impl KindCase for UserSettings {
+    const KIND: &'static str = "user-settings";
+    const HEADER: &'static str = "email,siteUrl,sessionTypes,trackingCodes";
+    fn row(i: usize) -> Row {
+        Row {
+            cells: format!(
+                "{},acme.webex.com,PRO;WBN,Cost Centre=CC-{i}",
+                Self::email(i)
+            ),
+            key: Self::email(i),
+        }
+    }
+    fn invalid_rows() -> Vec<InvalidRow> {
+        vec![
+            InvalidRow {
+                cells: "u98@acme-corp,acme.webex.com,PRO,Cost Centre=X".into(),
+                key: "u98@acme-corp".into(),
+                column: 1,
+                header: "email",
+            },
+            InvalidRow {
+                cells: format!("{},acme.webex.com,PRO,Cost Center=X", Self::email(99)),
+                key: Self::email(99),
+                column: 4,
+                header: "trackingCodes",
+            },
+        ]
+    }
+    /// Every host holds a meeting license on acme.webex.com.
+    fn sim(config: SimConfig) -> SimConfig {
+        SimConfig {
+            people: (0..Self::HOSTS)
+                .map(|i| SimPerson {
+                    email: Self::email(i),
+                    licenses: vec![LICENSE_MEETING_ACME.into()],
+                    ..SimPerson::default()
+                })
+                .collect(),
+            ..config
+        }
+    }
+    fn drop_after_work(config: SimConfig, share: f64) -> SimConfig {
+        SimConfig {
+            settings_drop_rate: share,
+            ..config
+        }
+    }
+    fn keys(sim: &SimHandle) -> Vec<String> {
+        (0..Self::HOSTS)
+            .map(Self::email)
+            .filter(|e| {
+                sim.user_settings(e, "acme.webex.com")
+                    .is_some_and(|h| h.tracking.contains_key("Cost Centre"))
+            })
+            .collect()
+    }
+    fn creates(stats: &SimStats) -> u64 {
+        stats.tracking_code_updates
+    }
+    fn duplicates(stats: &SimStats) -> u64 {
+        // A write of what was already there: an attempt that wrote again
+        // instead of reading first.
+        stats.settings_noop_writes
+    }
+}
+
 /// The cases, as tests of one kind: `conformance!(module, KindCaseImpl);`.
 macro_rules! conformance {
     ($module:ident, $kind:ty) => {
@@ -529,3 +610,4 @@ macro_rules! conformance {
 
 conformance!(meetings, Meetings);
 conformance!(users, Users);
+conformance!(user_settings, UserSettings);
