@@ -7,5 +7,6 @@ mod meetings;
 mod slow;
 mod storage;
 mod upgrade;
+mod user_settings;
 mod users;
 mod util;

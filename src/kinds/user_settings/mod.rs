@@ -281,9 +281,15 @@ impl Checker for SettingsChecker<'_> {
             let codes: Vec<String> = change
                 .tracking
                 .iter()
-                .map(|(n, v)| match v {
-                    Some(v) => format!("{n}={v}"),
-                    None => format!("{n} cleared"),
+                .map(|(n, v)| {
+                    // As it will be sent: the site's spelling, when the row names its site.
+                    let (n, v) = site
+                        .and_then(|s| s.tracking_value(n, v.as_deref()).ok())
+                        .unwrap_or_else(|| (n.clone(), v.clone()));
+                    match v {
+                        Some(v) => format!("{n}={v}"),
+                        None => format!("{n} cleared"),
+                    }
                 })
                 .collect();
             shown.push(("trackingCodes", codes.join("; ")));
