@@ -334,6 +334,24 @@ pub struct SimArgs {
     /// Seed for the injected faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// People host1@sim.example.com .. hostN@sim.example.com, each a meeting host (odd ones on acme.webex.com, even ones on acme-eu.webex.com), for user-settings files.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub hosts: usize,
+    /// A meeting site whose tracking codes are mapped to user attributes (hosts' tracking codes cannot be changed); repeatable.
+    #[arg(long, value_name = "SITE_URL")]
+    pub mapped_site: Vec<String>,
+    /// Share (0..1) of changes of a host's settings carried out and then answered by dropping the connection.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub settings_drop_rate: f64,
+    /// How long an XML API session ticket works, in seconds.
+    #[arg(long, default_value_t = 5400, value_name = "SECS")]
+    pub xml_ticket_ttl: u64,
+    /// XML API calls allowed per caller in each --xml-rate-window before the rate answer (000045) (default: no limit).
+    #[arg(long, value_name = "N")]
+    pub xml_rate_limit: Option<u32>,
+    /// The window of --xml-rate-limit, in seconds (Cisco documents 60).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub xml_rate_window: u64,
 }
 
 #[derive(Debug, Args)]

@@ -29,8 +29,39 @@ pub(super) async fn sim(args: SimArgs) -> Result<Exit, Failure> {
         slow_create_delay,
         latency: Duration::from_millis(args.latency_ms),
         seed: args.seed,
+        people: (1..=args.hosts)
+            .map(|i| crate::sim::SimPerson {
+                email: format!("host{i}@sim.example.com"),
+                first_name: Some("Host".into()),
+                last_name: Some(i.to_string()),
+                licenses: vec![if i % 2 == 1 {
+                    crate::sim::LICENSE_MEETING_ACME
+                } else {
+                    crate::sim::LICENSE_MEETING_ACME_EU
+                }
+                .into()],
+                ..crate::sim::SimPerson::default()
+            })
+            .collect(),
+        settings_drop_rate: args.settings_drop_rate,
+        xml_ticket_ttl: Duration::from_secs(args.xml_ticket_ttl.max(1)),
+        xml_rate_limit: args
+            .xml_rate_limit
+            .map(|n| (n, Duration::from_secs(args.xml_rate_window.max(1)))),
         ..crate::sim::SimConfig::default()
     };
+    let mut config = config;
+    for site in &args.mapped_site {
+        match config.meeting_sites.iter_mut().find(|s| &s.url == site) {
+            Some(s) => s.mapped = true,
+            None => {
+                return Err(fail(
+                    Exit::Usage,
+                    format!("--mapped-site {site}: the simulator's sites are acme.webex.com and acme-eu.webex.com"),
+                ))
+            }
+        }
+    }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let handle = match crate::sim::start(config, addr).await {
         Ok(h) => h,
@@ -39,8 +70,9 @@ pub(super) async fn sim(args: SimArgs) -> Result<Exit, Failure> {
     println!("{}", handle.base_url());
     let _ = std::io::stdout().flush();
     eprintln!(
-        "webex-bulk sim: listening on {} (stats: http://{}/_sim/stats); it accepts the simulator's built-in test credentials listed in the README; Ctrl-C stops it",
+        "webex-bulk sim: listening on {} (XML API: {}; stats: http://{}/_sim/stats); it accepts the simulator's built-in test credentials listed in the README; Ctrl-C stops it",
         handle.base_url(),
+        handle.xml_url(),
         handle.addr()
     );
     let _ = tokio::signal::ctrl_c().await;

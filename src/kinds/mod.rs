@@ -319,6 +319,23 @@ mod tests {
                 kind.name()
             );
         }
+        // No report column reads as a field: a report fed back in keeps the
+        // file's own columns, and none of ours is taken for one of them.
+        for kind in KINDS {
+            let fields: Vec<String> = kind
+                .fields()
+                .iter()
+                .flat_map(|f| std::iter::once(f.name).chain(f.aliases.iter().copied()))
+                .map(crate::csvin::normalize_header)
+                .collect();
+            for column in crate::report::result_columns(*kind) {
+                assert!(
+                    !fields.contains(&crate::csvin::normalize_header(column)),
+                    "{}: the report column {column} reads as a field",
+                    kind.name()
+                );
+            }
+        }
         let mut names = names();
         names.dedup();
         assert_eq!(names.len(), KINDS.len(), "names are unique");

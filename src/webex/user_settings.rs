@@ -93,6 +93,8 @@ struct UserSessionTypes {
 #[serde(rename_all = "camelCase")]
 struct UserTrackingCodes {
     #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
     tracking_codes: Vec<TrackingValue>,
 }
 
@@ -251,6 +253,20 @@ impl Client {
             .header("email", email)
             .query(&[("siteUrl", site)]);
         let a: Answer<UserTrackingCodes> = self.send(req, tracking_id).await?;
+        // An answer about somebody else (the caller, when the header was
+        // lost on the way) is not taken for theirs.
+        if let Some(other) = a
+            .value
+            .email
+            .as_deref()
+            .filter(|e| !e.eq_ignore_ascii_case(email))
+        {
+            return Err(ApiError::Decode {
+                status: a.status,
+                detail: format!("the answer is about {other}, not {email}"),
+                tracking_id: a.tracking_id,
+            });
+        }
         Ok(map(a, |u| u.tracking_codes))
     }
 

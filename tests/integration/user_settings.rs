@@ -127,7 +127,7 @@ async fn bulk_twice(extra: impl Fn(&SimHandle) -> Vec<String>) -> SimHandle {
         column(&headers, "session_types_before"),
         column(&headers, "session_types_after"),
         column(&headers, "tracking_codes_after"),
-        column(&headers, "site_url"),
+        column(&headers, "applied_site"),
     );
     assert_eq!(rows[0][action], "updated session types and tracking codes");
     assert_eq!(rows[0][before], "PRO");
@@ -275,9 +275,9 @@ async fn a_mapped_site_refuses_tracking_codes_with_the_reason_and_the_fix() {
     config.meeting_sites[0].mapped = true;
     let sim = start_sim(config).await;
     let work = Work::new();
-    let text = "email,sessionTypes,trackingCodes
-h0@acme.example.com,,Department=Sales
-h1@acme.example.com,PRO;WBN,
+    let text = "email,siteUrl,sessionTypes,trackingCodes
+h0@acme.example.com,acme.webex.com,,Department=Sales
+h1@acme.example.com,,PRO;WBN,
 ";
     let out = run_settings(&work, &sim, text, &[]).await;
     assert_eq!(out.code, 1, "{out:?}");
@@ -292,6 +292,15 @@ h1@acme.example.com,PRO;WBN,
     );
     assert_eq!(rows[1][status], "succeeded");
     assert_eq!(types(&sim, "h1@acme.example.com", ACME), ["3", "9"]);
+    // The failed row reads back as it was written, its site included.
+    let failed = work.report(&["--failed"]).await;
+    let (headers, rows) = parse_report(&failed.stdout);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][column(&headers, "siteUrl")], ACME);
+    assert_eq!(
+        rows[0][column(&headers, "trackingCodes")],
+        "Department=Sales"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,7 +92,10 @@ impl Kind for UserSettings {
 
     fn result_columns(&self) -> &'static [&'static str] {
         &[
-            "site_url",
+            // Not `site_url`: it would read as the `siteUrl` field, so a
+            // report would drop the file's own siteUrl column (and a failed
+            // row fed back in would lose its site).
+            "applied_site",
             "session_types_before",
             "session_types_after",
             "tracking_codes_before",

@@ -13,6 +13,7 @@ mod gate;
 mod meetings;
 mod oauth;
 mod people;
+mod user_settings;
 
 const TOKEN: &str = "sim-access-token";
 
