@@ -123,6 +123,7 @@ pub fn queue(dir: &Path, csv: &Path) -> i64 {
         kind: "meetings",
         job: &webex_bulk::kinds::meetings::MeetingsJob,
         now: chrono::Utc::now(),
+        recipe: None,
     };
     webex_bulk::ingest::ingest(&mut store, csv, &opts, |_| {})
         .unwrap()

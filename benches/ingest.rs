@@ -39,6 +39,7 @@ fn queue(dir: &Path, n: usize) -> Figures {
         kind: "meetings",
         job: &webex_bulk::kinds::meetings::MeetingsJob,
         now: chrono::Utc::now(),
+        recipe: None,
     };
     let (_, scan) = ingest(&mut store, &csv, &opts, |p| {
         assert_ne!(p.severity, webex_bulk::csvin::Severity::Error, "{p:?}")

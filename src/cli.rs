@@ -21,14 +21,42 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The job kinds, from the registry (`crate::kinds::KINDS`), each with its
-/// one-line help.
-fn kind_parser() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(
-        crate::kinds::KINDS
-            .iter()
-            .map(|k| clap::builder::PossibleValue::new(k.name()).help(k.about())),
-    )
+/// The KIND argument: a kind's name; with `--job` (whose recipe names the
+/// kind) it may be left out, and the one argument is the file. Lists the
+/// kinds for `--help` but accepts any text: the command checks it.
+#[derive(Clone)]
+struct KindOrFile;
+
+impl clap::builder::TypedValueParser for KindOrFile {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        Ok(value.to_string_lossy().into_owned())
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(crate::kinds::KINDS.iter().map(|k| {
+            clap::builder::PossibleValue::new(k.name()).help(k.about())
+        })))
+    }
+}
+
+/// `--job` and `--date-order`, for `run` and `validate`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RecipeArgs {
+    /// A recipe (jobs/NAME.toml) that maps the file's columns onto a kind's fields; the kind may then be left out: `run --job jobs/onboard-new-hires.toml FILE`.
+    #[arg(long, value_name = "RECIPE.toml")]
+    pub job: Option<PathBuf>,
+    /// How the file writes dates (dmy: 10.03.2027, mdy: 3/10/2027, ymd), for the recipe's date columns; wins over the recipe's date_order.
+    #[arg(long, value_name = "ORDER", value_parser = ["dmy", "mdy", "ymd"])]
+    pub date_order: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,6 +65,8 @@ pub enum Command {
     Run(RunArgs),
     /// Check every row of a file and print each problem; sends nothing.
     Validate(ValidateArgs),
+    /// List the recipes in ./jobs and $WEBEX_BULK_HOME/jobs with their kinds and descriptions.
+    Jobs,
     /// List the runs in the database with their counts.
     Status(StatusArgs),
     /// Write the per-row results of a run as CSV.
@@ -154,12 +184,14 @@ pub enum ApiChoice {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// What the rows are.
-    #[arg(value_parser = kind_parser(), required_unless_present = "resume")]
+    /// What the rows are (left out with --job, whose recipe names it).
+    #[arg(value_parser = KindOrFile, required_unless_present_any = ["resume", "job"])]
     pub kind: Option<String>,
     /// The CSV file.
-    #[arg(required_unless_present = "resume", value_name = "FILE.csv")]
+    #[arg(required_unless_present_any = ["resume", "job"], value_name = "FILE.csv")]
     pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
     /// Continue a stopped run (the newest when no id is given) instead of starting one.
     #[arg(long, value_name = "RUN_ID", num_args = 0..=1, default_missing_value = "latest", conflicts_with_all = ["kind", "file"])]
     pub resume: Option<String>,
@@ -219,12 +251,14 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// What the rows are.
-    #[arg(value_parser = kind_parser())]
-    pub kind: String,
+    /// What the rows are (left out with --job, whose recipe names it).
+    #[arg(value_parser = KindOrFile, required_unless_present = "job")]
+    pub kind: Option<String>,
     /// The CSV file.
     #[arg(value_name = "FILE.csv")]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
     /// The file's encoding (auto: UTF-16 by its byte-order mark, else UTF-8, else Windows-1252 with a warning).
     #[arg(long, value_enum, default_value = "auto")]
     pub encoding: Encoding,

@@ -152,6 +152,8 @@ pub async fn demo(args: DemoArgs) -> Result<Exit, Failure> {
         source: Source::File {
             kind: crate::kinds::Kind::name(&crate::kinds::meetings::Meetings).to_owned(),
             path: sample,
+            recipe: None,
+            date_order: None,
             encoding: crate::csvin::Encoding::Utf8,
             delimiter: None,
             limit: None,

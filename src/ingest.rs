@@ -165,6 +165,9 @@ pub struct IngestOptions<'a> {
     pub job: &'a dyn Job,
     /// "In the past" is judged against it.
     pub now: DateTime<Utc>,
+    /// The run's recipe (as stored), if the file is read through one: the
+    /// guard against running a file twice keys on (kind, recipe, content).
+    pub recipe: Option<String>,
 }
 
 /// The short reason an invalid row is stored with.
@@ -238,12 +241,20 @@ pub fn ingest(
             invalid: scan.invalid,
         });
     }
+    // The same content through another recipe is another run.
+    let key = match &opts.recipe {
+        None => scan.sha256.clone(),
+        Some(recipe) => {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(format!("{}\n{recipe}", scan.sha256)))
+        }
+    };
     if !opts.new_run {
-        if let Some((earlier, counts)) = ingest.find_previous(kind, &scan.sha256)? {
+        if let Some((earlier, counts)) = ingest.find_previous(kind, &key)? {
             return Err(IngestError::Duplicate(Box::new(earlier), counts));
         }
     }
-    let run_id = ingest.commit(&scan.sha256, &scan.header)?;
+    let run_id = ingest.commit(&key, &scan.header)?;
     Ok((run_id, scan))
 }
 
@@ -360,6 +371,7 @@ mod tests {
             now: DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
                 .unwrap()
                 .with_timezone(&Utc),
+            recipe: None,
         };
         let mut lines = Vec::new();
         let result = ingest(&mut store, path, &opts, |p| lines.push(p.line));

@@ -704,13 +704,15 @@ struct RecipeRunner {
 }
 
 impl RecipeRunner {
-    fn mapped(&self, row: &Claimed) -> Result<Claimed, Outcome> {
-        let failed = |error: String| Outcome::Failed {
-            status: None,
-            error,
-            tracking_id: None,
-            reconcile: false,
-            uncertain_at: None,
+    fn mapped(&self, row: &Claimed) -> Result<Claimed, Box<Outcome>> {
+        let failed = |error: String| {
+            Box::new(Outcome::Failed {
+                status: None,
+                error,
+                tracking_id: None,
+                reconcile: false,
+                uncertain_at: None,
+            })
         };
         let cells = decode_cells(&row.original)
             .map_err(|e| failed(format!("the queued row is unreadable: {e}")))?;
@@ -742,7 +744,7 @@ impl Runner for RecipeRunner {
         Box::pin(async move {
             match self.mapped(row) {
                 Ok(mapped) => self.inner.reconcile(&mapped, api).await,
-                Err(outcome) => Reconciled::Settled(outcome),
+                Err(outcome) => Reconciled::Settled(*outcome),
             }
         })
     }
@@ -755,7 +757,7 @@ impl Runner for RecipeRunner {
         Box::pin(async move {
             match self.mapped(row) {
                 Ok(mapped) => self.inner.execute(&mapped, api).await,
-                Err(outcome) => outcome,
+                Err(outcome) => *outcome,
             }
         })
     }
@@ -768,7 +770,7 @@ impl Runner for RecipeRunner {
         Box::pin(async move {
             match self.mapped(row) {
                 Ok(mapped) => self.inner.check(&mapped, api).await,
-                Err(outcome) => outcome,
+                Err(outcome) => *outcome,
             }
         })
     }

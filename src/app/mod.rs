@@ -62,6 +62,7 @@ fn command() -> Result<Exit, Failure> {
     match cli.command {
         Command::Validate(args) => with_runtime(|| validate::validate(args)),
         Command::Status(args) => status::status(&args),
+        Command::Jobs => jobs(),
         Command::Report(args) => status::report(&args),
         Command::Verify(args) => with_runtime(|| verify::verify(args)),
         Command::Run(args) => with_runtime(|| run::run(args)),
@@ -137,6 +138,108 @@ async fn prepare(
         PrepareError::Unauthorized(e) => fail(Exit::Auth, e),
         PrepareError::Org(e) | PrepareError::Usage(e) => fail(Exit::Usage, e),
     })
+}
+
+/// `webex-bulk jobs`: the recipes in ./jobs and $WEBEX_BULK_HOME/jobs, a
+/// broken one with its error (not a stop).
+fn jobs() -> Result<Exit, Failure> {
+    let dirs = [PathBuf::from("jobs"), auth::home_dir().join("jobs")];
+    let found = crate::recipe::list(&dirs);
+    if found.is_empty() {
+        println!(
+            "no recipes in ./jobs or {} (see README.md, \"Recipes\")",
+            dirs[1].display()
+        );
+        return Ok(Exit::Ok);
+    }
+    for (path, recipe) in &found {
+        match recipe {
+            Ok(r) => println!("{:<40} {:<14} {}", path.display(), r.kind, r.description),
+            Err(e) => println!(
+                "{:<40} {:<14} cannot be used: {}",
+                path.display(),
+                "?",
+                e.to_string().replace('\n', " ")
+            ),
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// What `run` and `validate` work on: the kind, the file and, with
+/// `--job`, the recipe (which names the kind: a KIND given too must agree,
+/// and the one positional argument may be the file) and the date order.
+pub(super) struct Target {
+    pub(super) kind: String,
+    pub(super) file: PathBuf,
+    pub(super) recipe: Option<Box<crate::recipe::Recipe>>,
+    pub(super) date_order: Option<crate::dates::DateOrder>,
+}
+
+pub(super) fn target(
+    kind: Option<String>,
+    file: Option<PathBuf>,
+    args: &crate::cli::RecipeArgs,
+) -> Result<Target, Failure> {
+    let date_order = args
+        .date_order
+        .as_deref()
+        .and_then(crate::dates::DateOrder::parse);
+    let Some(path) = &args.job else {
+        let (Some(kind), Some(file)) = (kind, file) else {
+            return Err(fail(
+                Exit::Usage,
+                "give the job kind and the file (or --job RECIPE.toml and the file)",
+            ));
+        };
+        if date_order.is_some() {
+            return Err(fail(
+                Exit::Usage,
+                "--date-order is for the date columns of a recipe: use it with --job",
+            ));
+        }
+        return Ok(Target {
+            kind,
+            file,
+            recipe: None,
+            date_order,
+        });
+    };
+    let recipe = crate::recipe::Recipe::load(path).map_err(|e| fail(Exit::Usage, e))?;
+    let file = match (kind, file) {
+        (Some(kind), Some(file)) if kind == recipe.kind => file,
+        (Some(kind), Some(_)) => {
+            return Err(fail(
+                Exit::Usage,
+                format!("the recipe {} is for {} jobs, not {kind}\n    fix: leave out the kind (the recipe names it)", recipe.name, recipe.kind),
+            ))
+        }
+        (Some(file), None) => PathBuf::from(file),
+        (None, Some(file)) => file,
+        (None, None) => return Err(fail(Exit::Usage, "give the file to read through the recipe")),
+    };
+    Ok(Target {
+        kind: recipe.kind.clone(),
+        file,
+        recipe: Some(Box::new(recipe)),
+        date_order,
+    })
+}
+
+/// A prepared kind, read through the recipe if there is one.
+pub(super) fn through_recipe(
+    job: Box<dyn Job>,
+    recipe: Option<Box<crate::recipe::Recipe>>,
+    date_order: Option<crate::dates::DateOrder>,
+) -> Box<dyn Job> {
+    match recipe {
+        None => job,
+        Some(recipe) => Box::new(crate::recipe::RecipeJob {
+            inner: job,
+            recipe: *recipe,
+            date_order,
+        }),
+    }
 }
 
 /// The API options a run goes with: the command line's, else the run's

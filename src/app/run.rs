@@ -45,6 +45,10 @@ pub enum Source {
         /// The kind's name (see [`crate::kinds::find`]).
         kind: String,
         path: PathBuf,
+        /// `--job`: the file is read through this recipe.
+        recipe: Option<Box<crate::recipe::Recipe>>,
+        /// `--date-order`, for the recipe's date columns.
+        date_order: Option<crate::dates::DateOrder>,
         encoding: Encoding,
         /// `None`: sniffed from the header line.
         delimiter: Option<u8>,
@@ -64,8 +68,9 @@ pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
     if args.dry_run {
         // Everything a run checks before it queues, and nothing more.
         return super::validate::validate(crate::cli::ValidateArgs {
-            kind: args.kind.expect("clap requires KIND without --resume"),
-            file: args.file.expect("clap requires FILE without --resume"),
+            kind: args.kind,
+            file: args.file,
+            recipe: args.recipe,
             encoding: args.encoding,
             delimiter: args.delimiter,
             base_url: args.base_url,
@@ -94,19 +99,21 @@ pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
                 retry_failed: args.retry_failed,
             }
         }
-        None => Source::File {
-            kind: args.kind.expect("clap requires KIND without --resume"),
-            path: args
-                .file
-                .clone()
-                .expect("clap requires FILE without --resume"),
-            encoding: args.encoding,
-            delimiter: args.delimiter,
-            limit: args.limit,
-            strict: args.strict,
-            max_rows: args.max_rows,
-            new_run: args.new_run,
-        },
+        None => {
+            let target = target(args.kind.clone(), args.file.clone(), &args.recipe)?;
+            Source::File {
+                kind: target.kind,
+                path: target.file,
+                recipe: target.recipe,
+                date_order: target.date_order,
+                encoding: args.encoding,
+                delimiter: args.delimiter,
+                limit: args.limit,
+                strict: args.strict,
+                max_rows: args.max_rows,
+                new_run: args.new_run,
+            }
+        }
     };
     let plan = RunPlan {
         db: args.db.db,
@@ -181,6 +188,8 @@ pub async fn execute(
         Source::File {
             kind,
             path,
+            recipe,
+            date_order,
             encoding,
             delimiter,
             limit,
@@ -190,15 +199,37 @@ pub async fn execute(
         } => {
             // Everything is checked before anything is queued.
             let kind = kinds::find(kind).map_err(|e| fail(Exit::Usage, e))?;
-            let options = Effective::of(&plan, &serde_json::Value::Null);
+            // A recipe's rate, concurrency and attempts are the run's
+            // defaults (the command line's flags win).
+            let recipe_defaults = match recipe {
+                Some(r) => serde_json::json!({
+                    "rate": r.rate, "concurrency": r.concurrency, "max_attempts": r.max_attempts,
+                }),
+                None => serde_json::Value::Null,
+            };
+            let options = Effective::of(&plan, &recipe_defaults);
             let (base, _) = options.check()?;
             let api = ApiOptions::of(&plan.api, &serde_json::Value::Null);
             let kind_options = api.kind_options()?;
             (client, tokens) = connect(&plan, base)?;
             let org = Org::new(client.clone(), tokens.clone());
-            job = prepare(kind, Some(&org), &kind_options).await?;
+            job = through_recipe(
+                prepare(kind, Some(&org), &kind_options).await?,
+                recipe.clone(),
+                *date_order,
+            );
             let mut options = options.to_json();
             api.record(&mut options);
+            // The resolved recipe goes with the run: a resume never rereads it.
+            let recipe_json = recipe
+                .as_ref()
+                .map(|r| serde_json::to_value(r).expect("a recipe serializes"));
+            if let Some(r) = &recipe_json {
+                options["recipe"] = r.clone();
+            }
+            if let Some(order) = date_order {
+                options["date_order"] = serde_json::to_value(order).expect("an order serializes");
+            }
             let opts = IngestOptions {
                 encoding: *encoding,
                 delimiter: *delimiter,
@@ -209,6 +240,7 @@ pub async fn execute(
                 kind: kind.name(),
                 job: job.as_ref(),
                 now: chrono::Utc::now(),
+                recipe: recipe_json.as_ref().map(|r| r.to_string()),
             };
             const SHOWN: usize = 50;
             let mut shown = 0usize;
@@ -277,9 +309,29 @@ pub async fn execute(
             let (base, _) = Effective::of(&plan, &info.options).check()?;
             let api = ApiOptions::of(&plan.api, &info.options);
             let kind_options = api.kind_options()?;
+            // The recipe (and date order) the run was queued with, as stored.
+            let stored_recipe = match info.options.get("recipe") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(r) => Some(
+                    serde_json::from_value::<crate::recipe::Recipe>(r.clone()).map_err(|e| {
+                        fail(
+                            Exit::Storage,
+                            format!("run {}: its stored recipe is unreadable: {e}", info.id),
+                        )
+                    })?,
+                ),
+            };
+            let stored_order = info
+                .options
+                .get("date_order")
+                .and_then(|o| serde_json::from_value(o.clone()).ok());
             (client, tokens) = connect(&plan, base)?;
             let org = Org::new(client.clone(), tokens.clone());
-            job = prepare(kind, Some(&org), &kind_options).await?;
+            job = through_recipe(
+                prepare(kind, Some(&org), &kind_options).await?,
+                stored_recipe.map(Box::new),
+                stored_order,
+            );
             let reopened = store
                 .prepare_resume(info.id, *retry_failed)
                 .map_err(storage)?;

@@ -15,7 +15,9 @@ use super::*;
 /// `validate KIND FILE`: checks every row; sends nothing, except what a
 /// kind that checks rows against the org asks it (users: `GET /v1/licenses`).
 pub(super) async fn validate(args: ValidateArgs) -> Result<Exit, Failure> {
-    let kind = match kinds::find(&args.kind) {
+    let target = target(args.kind.clone(), args.file.clone(), &args.recipe)?;
+    let file = target.file.clone();
+    let kind = match kinds::find(&target.kind) {
         Ok(k) => k,
         Err(e) => return Err(fail(Exit::Usage, e)),
     };
@@ -45,12 +47,12 @@ pub(super) async fn validate(args: ValidateArgs) -> Result<Exit, Failure> {
     };
     let kind_options = ApiOptions::of(&args.api, &serde_json::Value::Null).kind_options()?;
     let job = match prepare(kind, org.as_ref(), &kind_options).await {
-        Ok(job) => job,
+        Ok(job) => through_recipe(job, target.recipe, target.date_order),
         Err(f) => return Err(f),
     };
     let mut errors = 0u64;
     let result = ingest::scan_job(
-        &args.file,
+        &file,
         args.encoding,
         args.delimiter,
         job.as_ref(),
@@ -60,14 +62,14 @@ pub(super) async fn validate(args: ValidateArgs) -> Result<Exit, Failure> {
             if p.severity == Severity::Error {
                 errors += 1;
             }
-            print_problem(&args.file, p);
+            print_problem(&file, p);
         },
     );
     match result {
         Ok(scan) => {
             println!(
                 "{}: {} rows, {} valid, {} invalid ({} problems, {} warnings)",
-                args.file.display(),
+                file.display(),
                 scan.rows,
                 scan.valid,
                 scan.invalid,
@@ -81,7 +83,7 @@ pub(super) async fn validate(args: ValidateArgs) -> Result<Exit, Failure> {
                 Ok(Exit::RowsFailed)
             }
         }
-        Err(e) => Err(input_error(&args.file, e)),
+        Err(e) => Err(input_error(&file, e)),
     }
 }
 
