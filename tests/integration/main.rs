@@ -4,6 +4,7 @@ mod auth;
 mod conformance;
 mod input;
 mod meetings;
+mod recipes;
 mod slow;
 mod storage;
 mod upgrade;
