@@ -705,15 +705,7 @@ struct RecipeRunner {
 
 impl RecipeRunner {
     fn mapped(&self, row: &Claimed) -> Result<Claimed, Box<Outcome>> {
-        let failed = |error: String| {
-            Box::new(Outcome::Failed {
-                status: None,
-                error,
-                tracking_id: None,
-                reconcile: false,
-                uncertain_at: None,
-            })
-        };
+        let failed = |error: String| Box::new(Outcome::failed(None, error));
         let cells = decode_cells(&row.original)
             .map_err(|e| failed(format!("the queued row is unreadable: {e}")))?;
         let fields = self

@@ -293,6 +293,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The row failed for good, for a reason the kind tells (nothing that
+    /// may still land).
+    pub fn failed(status: Option<u16>, error: String) -> Outcome {
+        Outcome::Failed {
+            status,
+            error,
+            tracking_id: None,
+            reconcile: false,
+            uncertain_at: None,
+        }
+    }
+
     /// A final check that found nothing to do.
     pub fn checked() -> Outcome {
         Outcome::Checked {

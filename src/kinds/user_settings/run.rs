@@ -55,16 +55,6 @@ impl Runner for SettingsRunner {
     }
 }
 
-pub(super) fn failed(status: Option<u16>, error: String) -> Outcome {
-    Outcome::Failed {
-        status,
-        error,
-        tracking_id: None,
-        reconcile: false,
-        uncertain_at: None,
-    }
-}
-
 /// Current and desired values of a host's settings.
 pub(super) struct Plan<'a> {
     pub site: &'a SiteConfig,
@@ -76,13 +66,13 @@ impl SettingsRunner {
     async fn settings(&self, row: &Claimed, api: &mut Api<'_>) -> Outcome {
         let cells = match row.cells() {
             Ok(c) => c,
-            Err(e) => return failed(None, e),
+            Err(e) => return Outcome::failed(None, e),
         };
         let change = match parse_row(&self.layout, &cells, row.line as u64) {
             Ok(c) => c,
             Err(problems) => {
                 let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
-                return failed(
+                return Outcome::failed(
                     None,
                     format!("the queued row no longer reads: {}", text.join("; ")),
                 );
@@ -105,7 +95,7 @@ impl SettingsRunner {
             },
         };
         let Some(site) = self.sites.iter().find(|s| s.url == site_url) else {
-            return failed(
+            return Outcome::failed(
                 None,
                 format!(
                     "{}'s site {site_url} is not one of the sites this run's token manages ({}); sign in as an admin of that site, or name another siteUrl",
@@ -118,7 +108,7 @@ impl SettingsRunner {
             Ok(r) => r,
             Err(problems) => {
                 let text: Vec<String> = problems.into_iter().map(|(_, m)| m).collect();
-                return failed(None, text.join("; "));
+                return Outcome::failed(None, text.join("; "));
             }
         };
         let plan = Plan {
@@ -147,13 +137,13 @@ async fn default_site(api: &mut Api<'_>, email: &str) -> Result<String, Outcome>
             match sites.iter().find(|s| s.default).or(sites.first()) {
                 Some(s) => Ok(super::check::normalize_site(&s.site_url)
                     .unwrap_or_else(|| s.site_url.clone())),
-                None => Err(api.overrule(failed(
+                None => Err(api.overrule(Outcome::failed(
                     Some(a.status),
                     format!("{email} has no meeting site: give them a meeting license first (the users kind), or name the site in siteUrl"),
                 ))),
             }
         }
-        Err(f) if f.error.status() == Some(404) => Err(api.overrule(failed(
+        Err(f) if f.error.status() == Some(404) => Err(api.overrule(Outcome::failed(
             Some(404),
             format!(
                 "Webex knows no person {email} ({}); check the address",
@@ -166,7 +156,7 @@ async fn default_site(api: &mut Api<'_>, email: &str) -> Result<String, Outcome>
 
 /// A host who has no account on the site: the fix, not a bare 404.
 pub(super) fn not_a_host(api: &mut Api<'_>, plan: &Plan<'_>, f: &Failed) -> Outcome {
-    api.overrule(failed(
+    api.overrule(Outcome::failed(
         f.error.status(),
         format!(
             "{} is not a host on {} ({}): give them a meeting license on that site first (the users kind), or name another siteUrl",
@@ -182,7 +172,7 @@ pub(super) fn mapped_site(
     detail: &str,
     before: &str,
 ) -> Outcome {
-    api.overrule(failed(
+    api.overrule(Outcome::failed(
         Some(409),
         format!(
             "{before}{}'s tracking codes are mapped to user attributes in Control Hub, so Webex refuses per-user tracking codes ({detail}): change {}'s attribute instead (Control Hub, or the users CSV), or leave trackingCodes empty",
@@ -326,7 +316,7 @@ async fn rest(api: &mut Api<'_>, plan: &Plan<'_>) -> Outcome {
             };
             let echoed: Vec<String> = echo.value.into_iter().map(|t| t.id).collect();
             if !same_set(&echoed, &desired) {
-                return api.overrule(failed(
+                return api.overrule(Outcome::failed(
                     Some(echo.status),
                     format!(
                         "Webex answered the session types of {email} with {}, not {}",
@@ -391,7 +381,7 @@ async fn rest(api: &mut Api<'_>, plan: &Plan<'_>) -> Outcome {
             let echoed: Vec<(String, String)> =
                 echo.value.into_iter().map(|c| (c.name, c.value)).collect();
             if !same_codes(&echoed, &desired) {
-                return api.overrule(failed(
+                return api.overrule(Outcome::failed(
                     Some(echo.status),
                     format!(
                         "{before}Webex answered the tracking codes of {email} with {}, not {}",

@@ -34,8 +34,8 @@ use crate::webex::{
 
 use super::check::SiteConfig;
 use super::run::{
-    action, code_labels, done, failed, mapped_site, merge_codes, same_codes, same_set, type_labels,
-    Change, Plan,
+    action, code_labels, done, mapped_site, merge_codes, same_codes, same_set, type_labels, Change,
+    Plan,
 };
 
 /// A ticket in use.
@@ -322,7 +322,7 @@ impl XmlSession {
             Ok(a) => a.value,
             Err(f) if is_row_failure(&f.error) => {
                 let error = f.error.to_string();
-                return api.overrule(failed(
+                return api.overrule(Outcome::failed(
                     f.error.status(),
                     format!("{email} could not be read on {} ({error}): check that they are a host on that site (a meeting license there), or name another siteUrl", plan.site.url),
                 ));

@@ -57,11 +57,13 @@ impl UserRunner {
     /// Carries out one user row.
     async fn person(&self, row: &Claimed, api: &mut Api<'_>) -> Outcome {
         let Some(body) = &row.request else {
-            return failed(None, "the queued row has no change to make".into());
+            return Outcome::failed(None, "the queued row has no change to make".into());
         };
         let change: UserChange = match serde_json::from_str(body) {
             Ok(c) => c,
-            Err(e) => return failed(None, format!("the queued change is unreadable: {e}")),
+            Err(e) => {
+                return Outcome::failed(None, format!("the queued change is unreadable: {e}"))
+            }
         };
         let client = api.client();
         let email = change.email.clone();
@@ -116,20 +118,10 @@ impl UserRunner {
     }
 }
 
-fn failed(status: Option<u16>, error: String) -> Outcome {
-    Outcome::Failed {
-        status,
-        error,
-        tracking_id: None,
-        reconcile: false,
-        uncertain_at: None,
-    }
-}
-
 async fn create(runner: &UserRunner, api: &mut Api<'_>, change: &UserChange) -> Outcome {
     let client = api.client();
     if !change.has_name() {
-        return failed(
+        return Outcome::failed(
             None,
             format!("{} does not exist, and the row gives no name to create them with (fix: fill in firstName, lastName or displayName)", change.email),
         );
