@@ -353,3 +353,93 @@ h0@acme.example.com,acme.webex.com,PRO,Department=sales
     assert_eq!(stats.requests, 1 + 2 * 2, "{stats:?}");
     assert_eq!(stats.session_type_updates + stats.tracking_code_updates, 0);
 }
+
+/// A file of `rows` hosts each given a cost centre.
+fn cost_centres(rows: usize) -> String {
+    let mut text = String::from("email,siteUrl,sessionTypes,trackingCodes\n");
+    for i in 0..rows {
+        text.push_str(&format!(
+            "h{i}@acme.example.com,{ACME},PRO;PRV,Cost Centre=CC-{i}\n"
+        ));
+    }
+    text
+}
+
+fn assert_every_host_once(sim: &SimHandle, rows: usize) {
+    for i in 0..rows {
+        let email = format!("h{i}@acme.example.com");
+        assert_eq!(
+            code(sim, &email, ACME, "Cost Centre"),
+            Some(format!("CC-{i}")),
+            "{email}"
+        );
+        assert_eq!(types(sim, &email, ACME), ["11", "3"], "{email}");
+    }
+    let stats = sim.stats();
+    assert_eq!(
+        stats.settings_noop_writes, 0,
+        "no row written twice: {stats:?}"
+    );
+    assert_eq!(
+        stats.xml_set_users, rows as u64,
+        "one SetUser per row: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_xml_dropped_answers_and_5xx_never_write_a_row_twice() {
+    const ROWS: usize = 30;
+    let sim = start_sim(SimConfig {
+        people: hosts(ROWS, 0),
+        settings_drop_rate: 0.3,
+        fail_rate: 0.1,
+        seed: 3,
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let mut args = xml_args(&sim);
+    args.extend([
+        "--max-attempts".into(),
+        "20".into(),
+        "--rate".into(),
+        "unlimited".into(),
+    ]);
+    let out = run_settings(&work, &sim, &cost_centres(ROWS), &args).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let stats = sim.stats();
+    assert!(
+        stats.dropped > 0 && stats.injected_failures > 0,
+        "{stats:?}"
+    );
+    assert_every_host_once(&sim, ROWS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_xml_a_killed_run_resumes_and_writes_every_row_once() {
+    const ROWS: usize = 40;
+    let sim = start_sim(SimConfig {
+        people: hosts(ROWS, 0),
+        latency: Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let mut args = xml_args(&sim);
+    args.extend([
+        "--concurrency".into(),
+        "8".into(),
+        "--rate".into(),
+        "unlimited".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = work.spawn_kind("user-settings", &sim, "s.csv", &cost_centres(ROWS), &args);
+    wait_until(Duration::from_secs(120), || sim.stats().xml_set_users >= 8).await;
+    child.start_kill().unwrap();
+    assert!(!child.wait().await.unwrap().success());
+    assert!(sim.stats().xml_set_users < ROWS as u64, "killed mid-run");
+    // The resume keeps the run's API (stored with it).
+    let out = work.resume(&sim, &Env::sim(), &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_every_host_once(&sim, ROWS);
+}
