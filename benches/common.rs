@@ -124,6 +124,7 @@ pub fn queue(dir: &Path, csv: &Path) -> i64 {
         job: &webex_bulk::kinds::meetings::MeetingsJob,
         now: chrono::Utc::now(),
         recipe: None,
+        only_lines: None,
     };
     webex_bulk::ingest::ingest(&mut store, csv, &opts, |_| {})
         .unwrap()

@@ -40,6 +40,7 @@ fn queue(dir: &Path, n: usize) -> Figures {
         job: &webex_bulk::kinds::meetings::MeetingsJob,
         now: chrono::Utc::now(),
         recipe: None,
+        only_lines: None,
     };
     let (_, scan) = ingest(&mut store, &csv, &opts, |p| {
         assert_ne!(p.severity, webex_bulk::csvin::Severity::Error, "{p:?}")

@@ -224,6 +224,9 @@ pub struct RunArgs {
     /// Carry out only the first N valid rows of the new run, then stop (exit 0): try a job on a few rows; `--resume` does the rest.
     #[arg(long, value_name = "N", conflicts_with = "resume", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
+    /// Queue and carry out only these lines of the file (as it numbers them, the header being line 1): 12,40-45; the other rows are not part of the run. For fixing a few rows.
+    #[arg(long, value_name = "LINES", conflicts_with = "resume", value_parser = crate::ingest::Lines::parse)]
+    pub only_lines: Option<crate::ingest::Lines>,
     /// With --resume: give failed rows a fresh set of attempts too.
     #[arg(long, requires = "resume")]
     pub retry_failed: bool,
@@ -273,6 +276,9 @@ pub struct ValidateArgs {
     pub profile: String,
     #[command(flatten)]
     pub api: ApiArgs,
+    /// Check only these lines of the file: 12,40-45.
+    #[arg(long, value_name = "LINES", value_parser = crate::ingest::Lines::parse)]
+    pub only_lines: Option<crate::ingest::Lines>,
 }
 
 #[derive(Debug, Args)]

@@ -154,6 +154,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit, Failure> {
             path: sample,
             recipe: None,
             date_order: None,
+            only_lines: None,
             encoding: crate::csvin::Encoding::Utf8,
             delimiter: None,
             limit: None,
@@ -266,8 +267,11 @@ mod tests {
         let mut problems = Vec::new();
         let scan = crate::ingest::scan_job(
             &path,
-            crate::csvin::Encoding::Utf8,
-            None,
+            crate::ingest::Reading {
+                encoding: crate::csvin::Encoding::Utf8,
+                delimiter: None,
+                only: None,
+            },
             &crate::kinds::meetings::MeetingsJob,
             Utc::now(),
             |_, _, _| Ok(()),

@@ -30,6 +30,12 @@ pub enum IngestError {
     /// More rows than `--max-rows` allows.
     #[error("{} has more than {max} rows (--max-rows {max}); nothing was queued\n    fix: check that this is the right file, or raise --max-rows", path.display())]
     TooManyRows { path: std::path::PathBuf, max: u64 },
+    /// `--only-lines` names lines where no row starts.
+    #[error("{} has no row at line(s) {lines}; nothing was queued\n    fix: give the lines of rows as the file numbers them (the header is line 1; `webex-bulk validate` names each row's line)", path.display())]
+    NoSuchLines {
+        path: std::path::PathBuf,
+        lines: String,
+    },
     /// The same file (same content) was run before.
     #[error("this file was already run as run {} ({}) on {}: {}; nothing was queued\n    fix: continue that run with `webex-bulk run --resume {}`, or start over deliberately with --new-run",
         .0.id, .0.source_path, .0.created_at, counts_line(.1), .0.id)]
@@ -66,6 +72,79 @@ pub struct Scan {
     /// The first valid rows as they will be sent (line, fields): see
     /// [`crate::kinds::Checker::preview`].
     pub previews: Vec<(u64, Vec<(&'static str, String)>)>,
+    /// Rows left out by `--only-lines` (neither checked nor queued).
+    pub skipped: u64,
+}
+
+/// `--only-lines 12,40-45`: the file lines (header = 1) whose rows a run
+/// takes; the others are neither checked nor queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lines(Vec<(u64, u64)>);
+
+impl Lines {
+    /// Parses `12,40-45` (lines from 2: line 1 is the header).
+    pub fn parse(text: &str) -> Result<Lines, String> {
+        let mut ranges = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = || format!("`{part}` is not a line or a range of lines (write 12,40-45)");
+            let (a, b) = match part.split_once('-') {
+                Some((a, b)) => (a.trim(), b.trim()),
+                None => (part, part),
+            };
+            let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            if a < 2 || b < a {
+                return Err(format!("`{part}`: rows start at line 2 (line 1 is the header), and a range runs from low to high"));
+            }
+            ranges.push((a, b));
+        }
+        if ranges.is_empty() {
+            return Err("no lines given (write 12,40-45)".into());
+        }
+        Ok(Lines(ranges))
+    }
+
+    pub fn contains(&self, line: u64) -> bool {
+        self.0.iter().any(|(a, b)| (*a..=*b).contains(&line))
+    }
+
+    /// The lines or ranges no row was read from (`seen`: the rows' lines).
+    fn missing(&self, seen: &[u64]) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(a, b)| !seen.iter().any(|l| (*a..=*b).contains(l)))
+            .map(|(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
+            .collect()
+    }
+
+    /// As people write it (`3,6-7`), and as the run's key mixes it in.
+    pub fn key(&self) -> String {
+        self.0
+            .iter()
+            .map(|(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// How a file is read: its encoding, its delimiter (`None`: sniffed), and
+/// which of its rows (`None`: all).
+#[derive(Clone, Copy, Debug)]
+pub struct Reading<'a> {
+    pub encoding: Encoding,
+    pub delimiter: Option<u8>,
+    pub only: Option<&'a Lines>,
 }
 
 /// How many valid rows a scan previews.
@@ -77,8 +156,7 @@ pub const PREVIEW_ROWS: usize = 3;
 /// every problem and warning as it is found (so nothing accumulates in memory).
 pub fn scan_job(
     path: &Path,
-    encoding: Encoding,
-    delimiter: Option<u8>,
+    reading: Reading<'_>,
     job: &dyn Job,
     now: DateTime<Utc>,
     mut on_row: impl FnMut(
@@ -88,6 +166,11 @@ pub fn scan_job(
     ) -> Result<(), IngestError>,
     mut on_problem: impl FnMut(&Problem),
 ) -> Result<Scan, IngestError> {
+    let Reading {
+        encoding,
+        delimiter,
+        only,
+    } = reading;
     let mut file = CsvFile::open(path, encoding, delimiter)?;
     let guesses = file.guesses().len() as u64;
     for guess in file.guesses() {
@@ -118,7 +201,15 @@ pub fn scan_job(
     };
     let mut fields = Vec::with_capacity(checker.width());
     let mut warnings = Vec::new();
+    let mut taken = Vec::new();
     while let Some(line) = file.next_record(&mut fields)? {
+        if let Some(only) = only {
+            if !only.contains(line) {
+                scan.skipped += 1;
+                continue;
+            }
+            taken.push(line);
+        }
         scan.rows += 1;
         warnings.clear();
         match checker.check(&fields, line, &mut warnings) {
@@ -143,6 +234,15 @@ pub fn scan_job(
         on_problem(&w);
     }
     scan.sha256 = file.sha256_hex();
+    if let Some(only) = only {
+        let missing = only.missing(&taken);
+        if !missing.is_empty() {
+            return Err(IngestError::NoSuchLines {
+                path: path.to_owned(),
+                lines: missing.join(", "),
+            });
+        }
+    }
     Ok(scan)
 }
 
@@ -168,6 +268,9 @@ pub struct IngestOptions<'a> {
     /// The run's recipe (as stored), if the file is read through one: the
     /// guard against running a file twice keys on (kind, recipe, content).
     pub recipe: Option<String>,
+    /// `--only-lines`: only these rows are checked and queued (and the
+    /// guard keys on them too).
+    pub only_lines: Option<&'a Lines>,
 }
 
 /// The short reason an invalid row is stored with.
@@ -242,11 +345,18 @@ pub fn ingest(
         });
     }
     // The same content through another recipe is another run.
-    let key = match &opts.recipe {
-        None => scan.sha256.clone(),
-        Some(recipe) => {
+    // The same content through another recipe, or other lines of it, is
+    // another run.
+    let key = match (&opts.recipe, opts.only_lines) {
+        (None, None) => scan.sha256.clone(),
+        (recipe, lines) => {
             use sha2::{Digest, Sha256};
-            hex::encode(Sha256::digest(format!("{}\n{recipe}", scan.sha256)))
+            let lines = lines.map(Lines::key).unwrap_or_default();
+            let recipe = recipe.as_deref().unwrap_or("");
+            hex::encode(Sha256::digest(format!(
+                "{}\n{recipe}\n{lines}",
+                scan.sha256
+            )))
         }
     };
     if !opts.new_run {
@@ -284,8 +394,11 @@ fn read_rows(
     let mut count = 0u64;
     let scan = scan_job(
         path,
-        opts.encoding,
-        opts.delimiter,
+        Reading {
+            encoding: opts.encoding,
+            delimiter: opts.delimiter,
+            only: opts.only_lines,
+        },
         opts.job,
         opts.now,
         |line, fields, result| {
@@ -334,6 +447,19 @@ fn read_rows(
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_lines_are_read_as_lines_and_ranges() {
+        let l = Lines::parse(" 12, 40-45,7").unwrap();
+        assert!(l.contains(12) && l.contains(40) && l.contains(45) && l.contains(7));
+        assert!(!l.contains(39) && !l.contains(46) && !l.contains(2));
+        assert_eq!(l.key(), "12,40-45,7");
+        assert_eq!(l.missing(&[12, 41]), ["7"]);
+        assert!(Lines::parse("1").unwrap_err().contains("line 2"));
+        assert!(Lines::parse("9-3").is_err());
+        assert!(Lines::parse("x").unwrap_err().contains("`x`"));
+        assert!(Lines::parse(" , ").is_err());
+    }
+
     /// A meetings file of `n` rows where every 7th row has no title, and
     /// `tail` appended as it is (raw bytes).
     fn file(dir: &Path, n: usize, tail: &[u8]) -> std::path::PathBuf {
@@ -372,6 +498,7 @@ mod tests {
                 .unwrap()
                 .with_timezone(&Utc),
             recipe: None,
+            only_lines: None,
         };
         let mut lines = Vec::new();
         let result = ingest(&mut store, path, &opts, |p| lines.push(p.line));

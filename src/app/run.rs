@@ -49,6 +49,8 @@ pub enum Source {
         recipe: Option<Box<crate::recipe::Recipe>>,
         /// `--date-order`, for the recipe's date columns.
         date_order: Option<crate::dates::DateOrder>,
+        /// `--only-lines`: the rows the run takes.
+        only_lines: Option<crate::ingest::Lines>,
         encoding: Encoding,
         /// `None`: sniffed from the header line.
         delimiter: Option<u8>,
@@ -76,6 +78,7 @@ pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
             base_url: args.base_url,
             profile: args.profile,
             api: args.api,
+            only_lines: args.only_lines,
         })
         .await;
     }
@@ -106,6 +109,7 @@ pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
                 path: target.file,
                 recipe: target.recipe,
                 date_order: target.date_order,
+                only_lines: args.only_lines.clone(),
                 encoding: args.encoding,
                 delimiter: args.delimiter,
                 limit: args.limit,
@@ -190,6 +194,7 @@ pub async fn execute(
             path,
             recipe,
             date_order,
+            only_lines,
             encoding,
             delimiter,
             limit,
@@ -241,6 +246,7 @@ pub async fn execute(
                 job: job.as_ref(),
                 now: chrono::Utc::now(),
                 recipe: recipe_json.as_ref().map(|r| r.to_string()),
+                only_lines: only_lines.as_ref(),
             };
             const SHOWN: usize = 50;
             let mut shown = 0usize;
@@ -264,6 +270,13 @@ pub async fn execute(
                 scan.valid,
                 scan.invalid
             );
+            if let Some(lines) = only_lines {
+                eprintln!(
+                    "--only-lines {}: the file's other {} rows are not part of run {run_id}",
+                    lines.key().replace(',', ", "),
+                    scan.skipped
+                );
+            }
             if let Some(n) = limit {
                 if let Some(line) = store.nth_pending_line(run_id, n - 1).map_err(storage)? {
                     last_line = line;

@@ -53,8 +53,11 @@ pub(super) async fn validate(args: ValidateArgs) -> Result<Exit, Failure> {
     let mut errors = 0u64;
     let result = ingest::scan_job(
         &file,
-        args.encoding,
-        args.delimiter,
+        ingest::Reading {
+            encoding: args.encoding,
+            delimiter: args.delimiter,
+            only: args.only_lines.as_ref(),
+        },
         job.as_ref(),
         chrono::Utc::now(),
         |_, _, _| Ok(()),

@@ -285,3 +285,60 @@ async fn limit_carries_out_the_first_rows_and_resume_does_the_rest() {
     assert_eq!(out.code, 1, "finished, with its invalid row: {out:?}");
     assert_each_created_once(&sim, 9);
 }
+
+/// `--only-lines 3,6-7` queues and carries out those rows only (the others
+/// are not part of the run); other lines of the same file are another run;
+/// a line where no row starts is refused before anything is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_lines_carries_out_just_those_rows() {
+    let sim = start_sim(SimConfig::default()).await;
+    let work = Work::new();
+    let text = meetings_csv(10);
+    let out = work
+        .run_meetings(
+            &sim,
+            &Env::sim(),
+            "m.csv",
+            &text,
+            &["--only-lines", "3,6-7"],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("--only-lines 3, 6-7: the file's other 7 rows are not part of run 1"),
+        "{out:?}"
+    );
+    let mut titles: Vec<String> = sim
+        .meetings()
+        .iter()
+        .map(|m| m["title"].as_str().unwrap().to_owned())
+        .collect();
+    titles.sort();
+    assert_eq!(titles, ["Row 1 review", "Row 4 review", "Row 5 review"]);
+    let status = work.status().await;
+    assert_eq!(status[0]["run"]["state"], "finished", "{status:#}");
+    // Other lines of the same file: another run, not refused as a repeat.
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "m.csv", &text, &["--only-lines", "2"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_each_created_once(&sim, 4);
+    // A line past the end: refused, nothing queued.
+    let out = work
+        .run_meetings(
+            &sim,
+            &Env::sim(),
+            "m.csv",
+            &text,
+            &["--only-lines", "4,40-45"],
+        )
+        .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("has no row at line(s) 40-45; nothing was queued"),
+        "{out:?}"
+    );
+    assert_eq!(work.status().await.as_array().unwrap().len(), 2);
+}
