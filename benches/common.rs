@@ -125,6 +125,7 @@ pub fn queue(dir: &Path, csv: &Path) -> i64 {
         now: chrono::Utc::now(),
         recipe: None,
         only_lines: None,
+        sheet: None,
     };
     webex_bulk::ingest::ingest(&mut store, csv, &opts, |_| {})
         .unwrap()

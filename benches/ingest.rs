@@ -41,6 +41,7 @@ fn queue(dir: &Path, n: usize) -> Figures {
         now: chrono::Utc::now(),
         recipe: None,
         only_lines: None,
+        sheet: None,
     };
     let (_, scan) = ingest(&mut store, &csv, &opts, |p| {
         assert_ne!(p.severity, webex_bulk::csvin::Severity::Error, "{p:?}")

@@ -224,6 +224,9 @@ pub struct RunArgs {
     /// Carry out only the first N valid rows of the new run, then stop (exit 0): try a job on a few rows; `--resume` does the rest.
     #[arg(long, value_name = "N", conflicts_with = "resume", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
+    /// The sheet of a workbook (.xlsx, .xlsm, .xlsb, .xls, .ods) to read [default: its first].
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
     /// Queue and carry out only these lines of the file (as it numbers them, the header being line 1): 12,40-45; the other rows are not part of the run. For fixing a few rows.
     #[arg(long, value_name = "LINES", conflicts_with = "resume", value_parser = crate::ingest::Lines::parse)]
     pub only_lines: Option<crate::ingest::Lines>,
@@ -276,6 +279,9 @@ pub struct ValidateArgs {
     pub profile: String,
     #[command(flatten)]
     pub api: ApiArgs,
+    /// The sheet of a workbook to read [default: its first].
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
     /// Check only these lines of the file: 12,40-45.
     #[arg(long, value_name = "LINES", value_parser = crate::ingest::Lines::parse)]
     pub only_lines: Option<crate::ingest::Lines>,

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::csvin::{CsvFile, Encoding, Problem, ReadError, Severity};
+use crate::csvin::{Encoding, Problem, ReadError, Severity};
 use crate::kinds::Job;
 use crate::store::{encode_cells, NewRow, NewRun, RunInfo, Store, StoreError};
 
@@ -145,6 +145,8 @@ pub struct Reading<'a> {
     pub encoding: Encoding,
     pub delimiter: Option<u8>,
     pub only: Option<&'a Lines>,
+    /// A workbook's sheet (`None`: its first).
+    pub sheet: Option<&'a str>,
 }
 
 /// How many valid rows a scan previews.
@@ -170,8 +172,9 @@ pub fn scan_job(
         encoding,
         delimiter,
         only,
+        sheet,
     } = reading;
-    let mut file = CsvFile::open(path, encoding, delimiter)?;
+    let mut file = crate::sheet::Table::open(path, encoding, delimiter, sheet)?;
     let guesses = file.guesses().len() as u64;
     for guess in file.guesses() {
         on_problem(&Problem::line(0, guess.clone(), "nothing to do if that is right").warning());
@@ -271,6 +274,8 @@ pub struct IngestOptions<'a> {
     /// `--only-lines`: only these rows are checked and queued (and the
     /// guard keys on them too).
     pub only_lines: Option<&'a Lines>,
+    /// `--sheet`: which sheet of a workbook.
+    pub sheet: Option<&'a str>,
 }
 
 /// The short reason an invalid row is stored with.
@@ -398,6 +403,7 @@ fn read_rows(
             encoding: opts.encoding,
             delimiter: opts.delimiter,
             only: opts.only_lines,
+            sheet: opts.sheet,
         },
         opts.job,
         opts.now,
@@ -499,6 +505,7 @@ mod tests {
                 .with_timezone(&Utc),
             recipe: None,
             only_lines: None,
+            sheet: None,
         };
         let mut lines = Vec::new();
         let result = ingest(&mut store, path, &opts, |p| lines.push(p.line));

@@ -25,6 +25,7 @@ pub mod recipe;
 pub mod report;
 pub mod retry;
 pub mod settle;
+pub mod sheet;
 pub mod sim;
 pub mod store;
 pub mod webex;

@@ -51,6 +51,8 @@ pub enum Source {
         date_order: Option<crate::dates::DateOrder>,
         /// `--only-lines`: the rows the run takes.
         only_lines: Option<crate::ingest::Lines>,
+        /// `--sheet`: which sheet of a workbook.
+        sheet: Option<String>,
         encoding: Encoding,
         /// `None`: sniffed from the header line.
         delimiter: Option<u8>,
@@ -79,6 +81,7 @@ pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
             profile: args.profile,
             api: args.api,
             only_lines: args.only_lines,
+            sheet: args.sheet,
         })
         .await;
     }
@@ -110,6 +113,7 @@ pub(super) async fn run(args: RunArgs) -> Result<Exit, Failure> {
                 recipe: target.recipe,
                 date_order: target.date_order,
                 only_lines: args.only_lines.clone(),
+                sheet: args.sheet.clone(),
                 encoding: args.encoding,
                 delimiter: args.delimiter,
                 limit: args.limit,
@@ -195,6 +199,7 @@ pub async fn execute(
             recipe,
             date_order,
             only_lines,
+            sheet,
             encoding,
             delimiter,
             limit,
@@ -247,6 +252,7 @@ pub async fn execute(
                 now: chrono::Utc::now(),
                 recipe: recipe_json.as_ref().map(|r| r.to_string()),
                 only_lines: only_lines.as_ref(),
+                sheet: sheet.as_deref(),
             };
             const SHOWN: usize = 50;
             let mut shown = 0usize;

@@ -57,6 +57,7 @@ pub(super) async fn validate(args: ValidateArgs) -> Result<Exit, Failure> {
             encoding: args.encoding,
             delimiter: args.delimiter,
             only: args.only_lines.as_ref(),
+            sheet: args.sheet.as_deref(),
         },
         job.as_ref(),
         chrono::Utc::now(),

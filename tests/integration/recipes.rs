@@ -296,3 +296,66 @@ async fn mistakes_in_a_recipe_and_dates_that_read_two_ways_are_named_with_the_fi
     let out = validate(&work, &sim, &["meetings", "m.csv", "--date-order", "dmy"]).await;
     assert_eq!(out.code, 2, "{out:?}");
 }
+
+/// A workbook made here: its second sheet, a date-formatted column and a
+/// time-formatted one, read through a recipe; problems name the sheet's
+/// own row numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workbook_sheet_reads_through_a_recipe_with_its_row_numbers() {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let sim = start_sim(SimConfig::default()).await;
+    let work = Work::new();
+    let mut book = Workbook::new();
+    book.add_worksheet().set_name("Read me").unwrap();
+    let sheet = book.add_worksheet();
+    sheet.set_name("Plan").unwrap();
+    let date = Format::new().set_num_format("dd/mm/yyyy");
+    let time = Format::new().set_num_format("h:mm AM/PM");
+    for (c, h) in ["Subject", "Day", "Starts", "Organizer"].iter().enumerate() {
+        sheet.write(0, c as u16, *h).unwrap();
+    }
+    for (r, (title, day, hour)) in [("Planning", 29, 9), ("", 30, 10), ("Review", 1, 14)]
+        .iter()
+        .enumerate()
+    {
+        let r = r as u32 + 1;
+        let month = if *day == 1 { 4 } else { 3 };
+        sheet.write(r, 0, *title).unwrap();
+        sheet
+            .write_datetime_with_format(
+                r,
+                1,
+                &ExcelDateTime::from_ymd(2030, month, *day).unwrap(),
+                &date,
+            )
+            .unwrap();
+        sheet
+            .write_datetime_with_format(r, 2, &ExcelDateTime::from_hms(*hour, 0, 0).unwrap(), &time)
+            .unwrap();
+        sheet.write(r, 3, "anna.berger@acme.example.com").unwrap();
+    }
+    book.save(work.path("plan.xlsx")).unwrap();
+    std::fs::create_dir_all(work.path("jobs")).unwrap();
+    work.write(
+        "jobs/plan.toml",
+        "kind = \"meetings\"\n[fields]\ntitle = \"Subject\"\nstart = { date = \"Day\", time = \"Starts\" }\nhostEmail = \"Organizer\"\n[defaults]\nduration = 30\ntimezone = \"Europe/Berlin\"\n",
+    );
+    let out = validate(
+        &work,
+        &sim,
+        &["--job", "jobs/plan.toml", "plan.xlsx", "--sheet", "Plan"],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("plan.xlsx: 3 rows, 2 valid, 1 invalid"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("plan.xlsx, line 3, column 1 (Subject → title)"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("2030-03-29T09:00:00+01:00"), "{out:?}");
+    assert!(out.stdout.contains("2030-04-01T14:00:00+02:00"), "{out:?}");
+}
