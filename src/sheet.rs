@@ -227,17 +227,17 @@ mod tests {
         }
         sheet.write(3, 0, "Planning").unwrap();
         sheet
-            .write_datetime_with_format(3, 1, &ExcelDateTime::from_ymd(2030, 3, 29).unwrap(), &date)
+            .write_datetime_with_format(3, 1, ExcelDateTime::from_ymd(2030, 3, 29).unwrap(), &date)
             .unwrap();
         sheet
-            .write_datetime_with_format(3, 2, &ExcelDateTime::from_hms(9, 30, 0).unwrap(), &time)
+            .write_datetime_with_format(3, 2, ExcelDateTime::from_hms(9, 30, 0).unwrap(), &time)
             .unwrap();
         sheet.write(3, 3, 45).unwrap();
         sheet
             .write_datetime_with_format(
                 3,
                 4,
-                &ExcelDateTime::from_ymd(2030, 4, 1)
+                ExcelDateTime::from_ymd(2030, 4, 1)
                     .unwrap()
                     .and_hms(14, 5, 0)
                     .unwrap(),

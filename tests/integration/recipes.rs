@@ -325,12 +325,12 @@ async fn a_workbook_sheet_reads_through_a_recipe_with_its_row_numbers() {
             .write_datetime_with_format(
                 r,
                 1,
-                &ExcelDateTime::from_ymd(2030, month, *day).unwrap(),
+                ExcelDateTime::from_ymd(2030, month, *day).unwrap(),
                 &date,
             )
             .unwrap();
         sheet
-            .write_datetime_with_format(r, 2, &ExcelDateTime::from_hms(*hour, 0, 0).unwrap(), &time)
+            .write_datetime_with_format(r, 2, ExcelDateTime::from_hms(*hour, 0, 0).unwrap(), &time)
             .unwrap();
         sheet.write(r, 3, "anna.berger@acme.example.com").unwrap();
     }
