@@ -92,7 +92,8 @@ fn code(id: &str, name: &str, mode: &str, options: &[&str]) -> SimTrackingCode {
 /// 11 PRV "Private Meeting", 13 TRS "Training Session" (hosts start with 3);
 /// tracking codes 1 `Department` (select: Sales, Engineering, Support, R&D),
 /// 2 `Cost Centre` (text), 3 `Project` (editableSelect: Apollo, Gemini),
-/// 4 `Region` (hostProfileSelect: EMEA, AMER, APJC).
+/// 5 `Region` (hostProfileSelect: EMEA, AMER, APJC; there is no code 4, so
+/// a client that addresses codes by position instead of id is caught).
 ///
 /// `acme-eu.webex.com`: 3 PRO "Pro Meeting", 22 WBN "Webinar" (hosts start
 /// with 3); 1 `Cost Centre` (text), 2 `Department` (select: Sales, Engineering).
@@ -116,8 +117,10 @@ pub(crate) fn default_sites() -> Vec<SimSite> {
                 ),
                 code("2", "Cost Centre", "text", &[]),
                 code("3", "Project", "editableSelect", &["Apollo", "Gemini"]),
+                // No code 4: a client must address codes by id (the XML
+                // index), never by position.
                 code(
-                    "4",
+                    "5",
                     "Region",
                     "hostProfileSelect",
                     &["EMEA", "AMER", "APJC"],
