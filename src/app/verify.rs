@@ -71,7 +71,37 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<Exit, Failure> {
     let (base, rate) = options.check()?;
     let (client, tokens) = connect(&plan, base)?;
     tokens.ensure().await.map_err(|e| fail(Exit::Auth, e))?;
+    // A run queued through a recipe is read through its stored recipe.
+    let recipe = match run.options.get("recipe") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(r) => {
+            let recipe: crate::recipe::Recipe = serde_json::from_value(r.clone()).map_err(|e| {
+                fail(
+                    Exit::Storage,
+                    format!("run {}: its stored recipe is unreadable: {e}", run.id),
+                )
+            })?;
+            let order = run
+                .options
+                .get("date_order")
+                .and_then(|o| serde_json::from_value(o.clone()).ok());
+            let applied =
+                crate::recipe::Applied::new(&recipe, &run.header, order).map_err(|problems| {
+                    let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+                    fail(
+                        Exit::Storage,
+                        format!(
+                            "run {}: its recipe does not fit its header: {}",
+                            run.id,
+                            text.join("; ")
+                        ),
+                    )
+                })?;
+            Some(applied)
+        }
+    };
     let verify_options = crate::kinds::meetings::verify::Options {
+        recipe,
         fix: args.fix,
         concurrency: options.concurrency,
         max_attempts: options.max_attempts,

@@ -161,6 +161,20 @@ async fn a_run_resumes_with_its_stored_recipe_even_after_the_file_was_edited() {
     // Row 3 had no duration: the recipe's default as it was (30 minutes).
     assert_eq!(meetings[1]["start"], "2030-04-01T09:00:00+02:00");
     assert_eq!(meetings[1]["end"], "2030-04-01T09:30:00+02:00");
+    // verify reads the run's rows through its stored recipe too.
+    let db = s(&work.db());
+    let out = run(
+        &work,
+        &Env::sim(),
+        &["verify", "--db", &db, "--run", "1", "--base-url", &base],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("3 ok, 0 missing, 0 duplicated, 0 unchecked"),
+        "{out:?}"
+    );
     // The same file through the same recipe is refused; through another
     // recipe (the edited one is another) it is a new run.
     let out = run(&work, &Env::sim(), &args).await;

@@ -41,6 +41,9 @@ pub struct Options {
     pub max_attempts: u32,
     /// 429s one request may get before the row is "unchecked".
     pub max_throttled: u32,
+    /// The recipe the run was queued through (its stored one, applied to
+    /// the run's header): the rows' meetings are rebuilt through it.
+    pub recipe: Option<crate::recipe::Applied>,
 }
 
 /// What `verify` found, in counts.
@@ -136,7 +139,11 @@ pub async fn verify(
     options: Options,
     out: impl Write,
 ) -> Result<Summary, VerifyError> {
-    let rows = MeetingRows::new(&run.header, &run.uid).map_err(VerifyError::Run)?;
+    let header = match &options.recipe {
+        Some(applied) => applied.header(),
+        None => run.header.clone(),
+    };
+    let rows = MeetingRows::new(&header, &run.uid).map_err(VerifyError::Run)?;
     let ctx = Arc::new(Ctx {
         client,
         tokens,
@@ -287,9 +294,16 @@ async fn check_row(ctx: &Ctx, row: SucceededRow) -> Result<Verdict, VerifyError>
         finding: Finding::Ok,
         log: Vec::new(),
     };
-    let req = ctx
-        .rows
-        .queued(row.line, row.request.as_deref(), &verdict.cells);
+    let fields = match &ctx.options.recipe {
+        None => Ok(verdict.cells.clone()),
+        Some(applied) => applied
+            .row(&verdict.cells, row.line as u64)
+            .map_err(|problems| {
+                let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+                text.join("; ")
+            }),
+    };
+    let req = fields.and_then(|fields| ctx.rows.queued(row.line, row.request.as_deref(), &fields));
     let req = match req {
         Ok(req) => req,
         Err(why) => {
