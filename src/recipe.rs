@@ -76,6 +76,34 @@ pub struct Recipe {
     pub rate: Option<String>,
     pub concurrency: Option<u16>,
     pub max_attempts: Option<u32>,
+    /// No TOML file: `--date-order` without `--job`. Every column the kind
+    /// knows maps onto its field, its date fields read in the order given.
+    #[serde(default)]
+    pub by_header: bool,
+}
+
+impl Recipe {
+    /// The recipe of `--date-order` without `--job`: the file's own columns,
+    /// as the kind reads them, with its date fields in `order`.
+    pub fn by_header(kind: &dyn Kind, order: DateOrder) -> Result<Recipe, String> {
+        if kind.date_fields().is_empty() {
+            return Err(format!(
+                "the {} kind has no date columns for --date-order",
+                kind.name()
+            ));
+        }
+        Ok(Recipe {
+            name: "--date-order".into(),
+            kind: kind.name().into(),
+            description: String::new(),
+            fields: Vec::new(),
+            date_order: Some(order),
+            rate: None,
+            concurrency: None,
+            max_attempts: None,
+            by_header: true,
+        })
+    }
 }
 
 /// A recipe that cannot be used: the file, the line, what and how to fix it.
@@ -261,6 +289,7 @@ impl Recipe {
             rate: raw.rate,
             concurrency: raw.concurrency,
             max_attempts: raw.max_attempts,
+            by_header: false,
         })
     }
 }
@@ -288,6 +317,37 @@ fn canonical_field(kind: &dyn Kind, name: &str) -> Option<String> {
                     .any(|a| normalize_header(a.trim_end_matches('*')) == folded)
         })
         .map(|f| f.name.to_owned())
+}
+
+/// The fields of a `--date-order` recipe: every column that is one of the
+/// kind's fields (as its header mapping reads them), its date fields read
+/// as dates.
+fn header_fields(recipe: &Recipe, header: &[String]) -> Vec<FieldSource> {
+    let Ok(kind) = crate::kinds::find(&recipe.kind) else {
+        return Vec::new();
+    };
+    let (mapping, _) = crate::header::map(header, kind.fields(), &[]);
+    kind.fields()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let col = mapping.column(i)?;
+            let source = if kind.date_fields().contains(&f.name) {
+                Source::DateTime {
+                    date: col.name.clone(),
+                    time: None,
+                }
+            } else {
+                Source::Column(col.name.clone())
+            };
+            Some(FieldSource {
+                field: f.name.to_owned(),
+                source: Some(source),
+                default: None,
+                line: 0,
+            })
+        })
+        .collect()
 }
 
 /// A template's pieces: text, and `{Column}` references.
@@ -385,6 +445,16 @@ impl Applied {
         header: &[String],
         date_order: Option<DateOrder>,
     ) -> Result<Applied, Vec<Problem>> {
+        let by_header;
+        let recipe = if recipe.by_header {
+            by_header = Recipe {
+                fields: header_fields(recipe, header),
+                ..recipe.clone()
+            };
+            &by_header
+        } else {
+            recipe
+        };
         let columns: Vec<ColumnRef> = header
             .iter()
             .enumerate()
@@ -584,6 +654,14 @@ impl Applied {
     }
 
     fn date_time(&self, date: &str, time: &str) -> Result<String, String> {
+        // An ISO date-time is taken as it is (with its offset, if any).
+        if time.is_empty()
+            && (chrono::DateTime::parse_from_rfc3339(date).is_ok()
+                || chrono::NaiveDateTime::parse_from_str(date, "%Y-%m-%dT%H:%M:%S").is_ok()
+                || chrono::NaiveDateTime::parse_from_str(date, "%Y-%m-%dT%H:%M").is_ok())
+        {
+            return Ok(date.to_owned());
+        }
         // A date cell may carry its own time (`10.03.2027 09:00`).
         let (date, time) = match (time.is_empty(), date.split_once(' ')) {
             (true, Some((d, t))) => (d, t.trim()),

@@ -192,16 +192,20 @@ pub(super) fn target(
                 "give the job kind and the file (or --job RECIPE.toml and the file)",
             ));
         };
-        if date_order.is_some() {
-            return Err(fail(
-                Exit::Usage,
-                "--date-order is for the date columns of a recipe: use it with --job",
-            ));
-        }
+        // --date-order alone: the file's own columns, its dates in that order.
+        let recipe = match date_order {
+            None => None,
+            Some(order) => {
+                let k = crate::kinds::find(&kind).map_err(|e| fail(Exit::Usage, e))?;
+                let recipe =
+                    crate::recipe::Recipe::by_header(k, order).map_err(|e| fail(Exit::Usage, e))?;
+                Some(Box::new(recipe))
+            }
+        };
         return Ok(Target {
             kind,
             file,
-            recipe: None,
+            recipe,
             date_order,
         });
     };

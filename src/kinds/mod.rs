@@ -94,6 +94,11 @@ pub trait Kind: Sync {
     /// The columns its files have (canonical names and aliases), as the
     /// shared header mapping ([`crate::header`]) takes them.
     fn fields(&self) -> &'static [crate::header::Field];
+    /// Its fields that hold a date or a date-time (by canonical name): read
+    /// in `--date-order` when one is given.
+    fn date_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Whether [`Kind::prepare`] asks the org (then `validate` needs
     /// credentials too).
     fn needs_org(&self) -> bool {

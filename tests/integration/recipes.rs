@@ -306,9 +306,30 @@ async fn mistakes_in_a_recipe_and_dates_that_read_two_ways_are_named_with_the_fi
     .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("2030-04-03T09:00:00"), "{out:?}");
-    // --date-order needs a recipe.
-    let out = validate(&work, &sim, &["meetings", "m.csv", "--date-order", "dmy"]).await;
+    // --date-order without a recipe: the kind's own columns, its date
+    // columns in that order (an ISO date-time is taken as it is).
+    work.write(
+        "own.csv",
+        "title,start,duration,hostEmail,timezone\nPlanning,10.03.2030 09:00,30,a@acme.example.com,Europe/Berlin\nReview,2030-03-11T10:00:00+01:00,30,a@acme.example.com,\n",
+    );
+    let out = validate(&work, &sim, &["meetings", "own.csv"]).await;
+    assert_eq!(out.code, 1, "not ISO, no order: {out:?}");
+    let out = validate(&work, &sim, &["meetings", "own.csv", "--date-order", "dmy"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("start      2030-03-10T09:00:00+01:00"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("start      2030-03-11T10:00:00+01:00"),
+        "{out:?}"
+    );
+    let out = validate(&work, &sim, &["users", "own.csv", "--date-order", "dmy"]).await;
     assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("the users kind has no date columns"),
+        "{out:?}"
+    );
 }
 
 /// A workbook made here: its second sheet, a date-formatted column and a

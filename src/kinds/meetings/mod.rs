@@ -36,6 +36,10 @@ impl Kind for Meetings {
         &check::FIELDS
     }
 
+    fn date_fields(&self) -> &'static [&'static str] {
+        &["start", "end"]
+    }
+
     fn scopes(&self) -> &'static [&'static str] {
         &["meeting:admin_schedule_write"]
     }
