@@ -130,7 +130,20 @@ impl XmlSession {
                 &new_tracking_id(),
                 read_ticket,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // Say what the refusal most likely means.
+                ApiError::Xml {
+                    exception_id,
+                    reason,
+                    retry_after,
+                } if exception_id == XML_BAD_CREDENTIALS => ApiError::Xml {
+                    reason: format!("{reason} (AuthenticateUser refused the access token for {site_name}: the Meetings XML API needs an integration's token with the spark:all scope, owned by a site admin)"),
+                    exception_id,
+                    retry_after,
+                },
+                e => e,
+            })?;
         let ttl = answer.value.time_to_live;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         tracing::info!("new XML API session ticket for {site_name} (valid for {ttl:?})");
