@@ -443,3 +443,25 @@ async fn over_xml_a_killed_run_resumes_and_writes_every_row_once() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_every_host_once(&sim, ROWS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_xml_a_token_without_spark_all_stops_with_the_reason_and_no_secret() {
+    let sim = start_sim(SimConfig {
+        people: hosts(1, 0),
+        granted_scopes: "meeting:admin_schedule_read meeting:admin_schedule_write".into(),
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let out = run_settings(&work, &sim, &cost_centres(1), &xml_args(&sim)).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains("030002") && out.stderr.contains("spark:all"),
+        "{out:?}"
+    );
+    assert!(
+        !out.all().contains("sim-access-token") && !out.all().contains("SIMTICKET"),
+        "{out:?}"
+    );
+    assert_eq!(sim.stats().xml_tickets, 0);
+}
