@@ -54,7 +54,7 @@ pub struct RecipeArgs {
     /// A recipe (jobs/NAME.toml) that maps the file's columns onto a kind's fields; the kind may then be left out: `run --job jobs/onboard-new-hires.toml FILE`.
     #[arg(long, value_name = "RECIPE.toml")]
     pub job: Option<PathBuf>,
-    /// How the file writes dates (dmy: 10.03.2027, mdy: 3/10/2027, ymd), for the recipe's date columns; wins over the recipe's date_order.
+    /// How the file writes dates (dmy: 10.03.2027, mdy: 3/10/2027, ymd): the recipe's date columns (wins over its date_order), or without --job the kind's own (meetings: start, end).
     #[arg(long, value_name = "ORDER", value_parser = ["dmy", "mdy", "ymd"])]
     pub date_order: Option<String>,
 }
@@ -187,7 +187,7 @@ pub struct RunArgs {
     /// What the rows are (left out with --job, whose recipe names it).
     #[arg(value_parser = KindOrFile, required_unless_present_any = ["resume", "job"])]
     pub kind: Option<String>,
-    /// The CSV file.
+    /// The file: CSV, or a workbook (.xlsx, .xlsm, .xlsb, .xls, .ods).
     #[arg(required_unless_present_any = ["resume", "job"], value_name = "FILE.csv")]
     pub file: Option<PathBuf>,
     #[command(flatten)]
@@ -260,7 +260,7 @@ pub struct ValidateArgs {
     /// What the rows are (left out with --job, whose recipe names it).
     #[arg(value_parser = KindOrFile, required_unless_present = "job")]
     pub kind: Option<String>,
-    /// The CSV file.
+    /// The file: CSV, or a workbook (.xlsx, .xlsm, .xlsb, .xls, .ods).
     #[arg(value_name = "FILE.csv")]
     pub file: Option<PathBuf>,
     #[command(flatten)]

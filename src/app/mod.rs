@@ -186,6 +186,15 @@ pub(super) fn target(
         .as_deref()
         .and_then(crate::dates::DateOrder::parse);
     let Some(path) = &args.job else {
+        if let Some(k) = kind.as_deref().filter(|k| crate::kinds::find(k).is_err()) {
+            return Err(fail(
+                Exit::Usage,
+                format!(
+                    "`{k}` is not a job kind\n    fix: use one of: {} (or --job RECIPE.toml)",
+                    crate::kinds::names().join(", ")
+                ),
+            ));
+        }
         let (Some(kind), Some(file)) = (kind, file) else {
             return Err(fail(
                 Exit::Usage,

@@ -277,6 +277,15 @@ async fn mistakes_in_a_recipe_and_dates_that_read_two_ways_are_named_with_the_fi
         listed.stdout.contains("cannot be used"),
         "a broken recipe is listed: {listed:?}"
     );
+    let out = validate(&work, &sim, &["meetngs", "m.csv"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("`meetngs` is not a job kind")
+            && out
+                .stderr
+                .contains("use one of: meetings, users, user-settings"),
+        "{out:?}"
+    );
 
     // Without a date order, 03/04/2030 reads two ways: refused, with the fix.
     work.write(
