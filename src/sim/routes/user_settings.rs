@@ -59,6 +59,14 @@ fn site_of(sim: &SimState, params: &HashMap<String, String>) -> Result<SimSite, 
     }
 }
 
+/// A JSON answer, or the refusal as Webex words it.
+fn answer(result: Result<Value, SettingsRefusal>, tracking: &TrackingId) -> Response {
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(r) => r.into_error(tracking).into_response(),
+    }
+}
+
 /// `GET /v1/meetingPreferences/sites[?userEmail=]`.
 pub(crate) async fn sites(
     State(sim): State<Arc<SimState>>,
@@ -86,16 +94,15 @@ pub(crate) async fn site_session_types(
     tracking: TrackingId,
     Query(params): Params,
 ) -> Response {
-    let site = match site_of(&sim, &params) {
-        Ok(s) => s,
-        Err(r) => return r.into_error(&tracking).into_response(),
-    };
-    let items: Vec<Value> = site
-        .session_types
-        .iter()
-        .map(|t| json!({ "id": t.id, "shortName": t.short_name, "siteUrl": site.url, "name": t.name, "type": t.kind }))
-        .collect();
-    Json(json!({ "items": items })).into_response()
+    let result = site_of(&sim, &params).map(|site| {
+        let items: Vec<Value> = site
+            .session_types
+            .iter()
+            .map(|t| json!({ "id": t.id, "shortName": t.short_name, "siteUrl": site.url, "name": t.name, "type": t.kind }))
+            .collect();
+        json!({ "items": items })
+    });
+    answer(result, &tracking)
 }
 
 /// `GET /v1/admin/meeting/config/trackingCodes[?siteUrl=]`.
@@ -104,32 +111,31 @@ pub(crate) async fn site_tracking_codes(
     tracking: TrackingId,
     Query(params): Params,
 ) -> Response {
-    let site = match site_of(&sim, &params) {
-        Ok(s) => s,
-        Err(r) => return r.into_error(&tracking).into_response(),
-    };
-    let items: Vec<Value> = site
-        .tracking_codes
-        .iter()
-        .map(|c| {
-            let options: Vec<Value> = c
-                .options
-                .iter()
-                .enumerate()
-                .map(|(i, o)| json!({ "value": o, "defaultValue": i == 0 }))
-                .collect();
-            json!({
-                "id": c.id,
-                "name": c.name,
-                "siteUrl": site.url,
-                "options": options,
-                "inputMode": c.input_mode,
-                "hostProfileCode": "optional",
-                "scheduleStartCodes": [{ "service": "All", "type": "optional" }],
+    let result = site_of(&sim, &params).map(|site| {
+        let items: Vec<Value> = site
+            .tracking_codes
+            .iter()
+            .map(|c| {
+                let options: Vec<Value> = c
+                    .options
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| json!({ "value": o, "defaultValue": i == 0 }))
+                    .collect();
+                json!({
+                    "id": c.id,
+                    "name": c.name,
+                    "siteUrl": site.url,
+                    "options": options,
+                    "inputMode": c.input_mode,
+                    "hostProfileCode": "optional",
+                    "scheduleStartCodes": [{ "service": "All", "type": "optional" }],
+                })
             })
-        })
-        .collect();
-    Json(json!({ "items": items })).into_response()
+            .collect();
+        json!({ "items": items })
+    });
+    answer(result, &tracking)
 }
 
 /// The user a userconfig GET is about: `personId`, else the `email` header,
@@ -192,7 +198,7 @@ pub(crate) async fn user_session_types(
     headers: HeaderMap,
     Query(params): Params,
 ) -> Response {
-    let answer: Result<Value, SettingsRefusal> = (|| {
+    let result: Result<Value, SettingsRefusal> = (|| {
         let site = site_of(&sim, &params)?;
         let (email, id, sites) = host(&sim, user_of(&sim, &params, &headers))?;
         let ids = sim
@@ -205,10 +211,7 @@ pub(crate) async fn user_session_types(
             "sessionTypes": session_types_json(&site, &ids),
         }]}))
     })();
-    match answer {
-        Ok(body) => Json(body).into_response(),
-        Err(r) => r.into_error(&tracking).into_response(),
-    }
+    answer(result, &tracking)
 }
 
 /// `GET /v1/admin/meeting/userconfig/trackingCodes`.
@@ -218,7 +221,7 @@ pub(crate) async fn user_tracking_codes(
     headers: HeaderMap,
     Query(params): Params,
 ) -> Response {
-    let answer: Result<Value, SettingsRefusal> = (|| {
+    let result: Result<Value, SettingsRefusal> = (|| {
         let site = site_of(&sim, &params)?;
         let (email, id, sites) = host(&sim, user_of(&sim, &params, &headers))?;
         let codes = sim
@@ -228,10 +231,7 @@ pub(crate) async fn user_tracking_codes(
             .clone();
         Ok(tracking_json(&site, &email, &id, &codes))
     })();
-    match answer {
-        Ok(body) => Json(body).into_response(),
-        Err(r) => r.into_error(&tracking).into_response(),
-    }
+    answer(result, &tracking)
 }
 
 /// A PUT body: its object, every property the schema does not define refused.
