@@ -192,6 +192,28 @@ async fn a_run_resumes_with_its_stored_recipe_even_after_the_file_was_edited() {
     let out = run(&work, &Env::sim(), &args).await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("already run as run 2"), "{out:?}");
+    // Its invalid row, as `report --failed` writes it, reads back through
+    // the same recipe: the file's own columns, the same problem.
+    let failed = work
+        .report(&["--run", "2", "--failed", "-o", "failed.csv"])
+        .await;
+    assert_eq!(failed.code, 0, "{failed:?}");
+    let out = validate(
+        &work,
+        &sim,
+        &["--job", "jobs/schedule-meetings.toml", "failed.csv"],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("failed.csv: 1 rows, 0 valid, 1 invalid"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("(Raum → title): title is empty"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
