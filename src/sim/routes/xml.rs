@@ -14,7 +14,9 @@
 //! ISO-8859-1 (characters beyond it as character references), the others
 //! UTF-8. `GetSite` input modes are written `Text Field`, `Drop Down List`,
 //! `Editable Drop Down List` and `Host Profile Drop Down List` (Cisco does
-//! not document the strings).
+//! not document the strings). `LstMeetingType` answers at most 3 records a
+//! page whatever `maximumNum` asks, so a client must page. Like the REST
+//! gate, a request is worked on to the end even if its client leaves.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -237,35 +239,50 @@ pub(crate) async fn service(
     body: Bytes,
 ) -> Response {
     sim.record(|stats| stats.xml_requests += 1);
-    if !sim.config.latency.is_zero() {
-        tokio::time::sleep(sim.config.latency).await;
-    }
-    if sim.chance(sim.config.fail_rate) {
-        sim.record(|stats| stats.injected_failures += 1);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "<html>Service Unavailable</html>",
+    // As the gate does for REST: the request is worked on to the end in a
+    // task of its own, whatever happens to the client (a `SetUser` whose
+    // client gave up or died during the latency still lands).
+    let work = tokio::spawn(async move {
+        if !sim.config.latency.is_zero() {
+            tokio::time::sleep(sim.config.latency).await;
+        }
+        if sim.chance(sim.config.fail_rate) {
+            sim.record(|stats| stats.injected_failures += 1);
+            return Some(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "<html>Service Unavailable</html>",
+                )
+                    .into_response(),
+            );
+        }
+        let (answer, wrote) = handle(&sim, &body);
+        if wrote && sim.chance(sim.config.settings_drop_rate) {
+            sim.record(|stats| stats.dropped += 1);
+            kill.trigger();
+            return None;
+        }
+        let (bytes, latin1) = document(answer);
+        let content_type = if latin1 {
+            "text/xml; charset=ISO-8859-1"
+        } else {
+            "text/xml; charset=UTF-8"
+        };
+        Some(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, content_type)],
+                bytes,
+            )
+                .into_response(),
         )
-            .into_response();
+    });
+    match work.await {
+        Ok(Some(response)) => response,
+        // The connection is dropped: no answer at all.
+        Ok(None) => std::future::pending().await,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
-    let (answer, wrote) = handle(&sim, &body);
-    if wrote && sim.chance(sim.config.settings_drop_rate) {
-        sim.record(|stats| stats.dropped += 1);
-        kill.trigger();
-        return std::future::pending().await;
-    }
-    let (bytes, latin1) = document(answer);
-    let content_type = if latin1 {
-        "text/xml; charset=ISO-8859-1"
-    } else {
-        "text/xml; charset=UTF-8"
-    };
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, content_type)],
-        bytes,
-    )
-        .into_response()
 }
 
 /// Carries out one request; also says whether it changed a host's settings.
@@ -445,6 +462,10 @@ fn get_site(site: &SimSite) -> Success {
     }
 }
 
+/// The most meeting types one `LstMeetingType` answer lists (a simulator
+/// choice, small so that paging is exercised).
+const PAGE_CAP: usize = 3;
+
 fn lst_meeting_type(site: &SimSite, content: &El) -> Result<Success, Failure> {
     let control = content.child("listControl");
     let number = |name: &str, default: usize| {
@@ -457,7 +478,9 @@ fn lst_meeting_type(site: &SimSite, content: &El) -> Result<Success, Failure> {
             .unwrap_or(Ok(default))
     };
     let start = number("startFrom", 1)?.max(1);
-    let max = number("maximumNum", 10)?.clamp(1, 500);
+    // At most PAGE_CAP a page, whatever is asked: a client must follow
+    // `startFrom` (the default sites have more session types than that).
+    let max = number("maximumNum", 10)?.clamp(1, PAGE_CAP);
     let total = site.session_types.len();
     let page: Vec<_> = site
         .session_types

@@ -243,7 +243,11 @@ async fn http_stats(sim: &SimHandle, client: &Client) -> SimStats {
 }
 
 /// Polls `/_sim/stats` until `done` holds; panics after 20 s.
-async fn wait_for_stats(sim: &SimHandle, client: &Client, done: impl Fn(&SimStats) -> bool) {
+pub(super) async fn wait_for_stats(
+    sim: &SimHandle,
+    client: &Client,
+    done: impl Fn(&SimStats) -> bool,
+) {
     let polling = async {
         loop {
             if done(&http_stats(sim, client).await) {

@@ -247,6 +247,24 @@ async fn xml_tickets_settings_and_failures() {
         text.contains("R&amp;D &lt;EU&gt; &quot;Z\u{fc}rich&quot; &#8364;"),
         "{text}"
     );
+    // LstMeetingType pages (at most 3 a page, whatever is asked).
+    let (_, body) = post_xml(
+        &sim,
+        &client,
+        xml_request(
+            &ctx,
+            "meetingtype.LstMeetingType",
+            "<listControl><startFrom>2</startFrom><maximumNum>50</maximumNum></listControl>",
+        ),
+    )
+    .await;
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("<serv:total>2</serv:total><serv:returned>1</serv:returned><serv:startFrom>2</serv:startFrom>"), "{body}");
+    assert!(
+        body.contains("<mtgtype:meetingTypeID>22</mtgtype:meetingTypeID>")
+            && !body.contains(">3</mtgtype:meetingTypeID>"),
+        "{body}"
+    );
     // SetUser with a field this tool must not send, or an unknown user.
     let (_, body) = post_xml(
         &sim,
@@ -277,4 +295,46 @@ async fn xml_tickets_settings_and_failures() {
         "{stats:?}"
     );
     assert_eq!(stats.xml_ticket_rejections, 2);
+}
+
+/// A `SetUser` whose client gives up during the latency still lands, as on
+/// a real server.
+#[tokio::test]
+async fn an_xml_set_user_lands_after_its_client_gave_up() {
+    let (sim, client) = launch(SimConfig {
+        latency: Duration::from_millis(400),
+        ..host_config()
+    })
+    .await;
+    let admin = format!("<webExID>{ADMIN_EMAIL}</webExID><siteName>acme-eu</siteName>");
+    let (_, body) = post_xml(
+        &sim,
+        &client,
+        xml_request(
+            &admin,
+            "user.AuthenticateUser",
+            &format!("<accessToken>{TOKEN}</accessToken>"),
+        ),
+    )
+    .await;
+    let body = String::from_utf8(body).unwrap();
+    let ticket = between(&body, "<use:sessionTicket>", "</use:sessionTicket>").to_owned();
+    let ctx = format!("{admin}<sessionTicket>{ticket}</sessionTicket>");
+    let impatient = Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let sent = impatient
+        .post(sim.xml_url())
+        .body(xml_request(&ctx, "user.SetUser", &format!("<webExId>{HOST}</webExId><meetingTypes><meetingType>22</meetingType></meetingTypes>")))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gave up before the answer");
+    super::meetings::wait_for_stats(&sim, &client, |s| s.xml_set_users == 1).await;
+    assert_eq!(
+        sim.user_settings(HOST, "acme-eu.webex.com")
+            .unwrap()
+            .session_types,
+        ["22"]
+    );
 }
