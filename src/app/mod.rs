@@ -239,6 +239,27 @@ pub(super) fn target(
     })
 }
 
+/// The recipe (and date order) run `id` was queued through, as its options
+/// store them; `None` for a run without one.
+pub(super) fn stored_recipe(
+    id: i64,
+    options: &serde_json::Value,
+) -> Result<Option<(crate::recipe::Recipe, Option<crate::dates::DateOrder>)>, Failure> {
+    let recipe = match options.get("recipe") {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(r) => serde_json::from_value::<crate::recipe::Recipe>(r.clone()).map_err(|e| {
+            fail(
+                Exit::Storage,
+                format!("run {id}: its stored recipe is unreadable: {e}"),
+            )
+        })?,
+    };
+    let order = options
+        .get("date_order")
+        .and_then(|o| serde_json::from_value(o.clone()).ok());
+    Ok(Some((recipe, order)))
+}
+
 /// A prepared kind, read through the recipe if there is one.
 pub(super) fn through_recipe(
     job: Box<dyn Job>,

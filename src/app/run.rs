@@ -219,8 +219,7 @@ pub async fn execute(
             };
             let options = Effective::of(&plan, &recipe_defaults);
             let (base, _) = options.check()?;
-            let api = ApiOptions::of(&plan.api, &serde_json::Value::Null);
-            let kind_options = api.kind_options()?;
+            let kind_options = options.api.kind_options()?;
             (client, tokens) = connect(&plan, base)?;
             let org = Org::new(client.clone(), tokens.clone());
             job = through_recipe(
@@ -229,7 +228,6 @@ pub async fn execute(
                 *date_order,
             );
             let mut options = options.to_json();
-            api.record(&mut options);
             // The resolved recipe goes with the run: a resume never rereads it.
             let recipe_json = recipe
                 .as_ref()
@@ -325,30 +323,19 @@ pub async fn execute(
             }
             let kind = kinds::find(&info.kind)
                 .map_err(|e| fail(Exit::Usage, format!("run {}: {e}", info.id)))?;
-            let (base, _) = Effective::of(&plan, &info.options).check()?;
-            let api = ApiOptions::of(&plan.api, &info.options);
-            let kind_options = api.kind_options()?;
+            let resumed = Effective::of(&plan, &info.options);
+            let (base, _) = resumed.check()?;
+            let kind_options = resumed.api.kind_options()?;
             // The recipe (and date order) the run was queued with, as stored.
-            let stored_recipe = match info.options.get("recipe") {
-                None | Some(serde_json::Value::Null) => None,
-                Some(r) => Some(
-                    serde_json::from_value::<crate::recipe::Recipe>(r.clone()).map_err(|e| {
-                        fail(
-                            Exit::Storage,
-                            format!("run {}: its stored recipe is unreadable: {e}", info.id),
-                        )
-                    })?,
-                ),
+            let (stored_recipe, stored_order) = match stored_recipe(info.id, &info.options)? {
+                Some((recipe, order)) => (Some(Box::new(recipe)), order),
+                None => (None, None),
             };
-            let stored_order = info
-                .options
-                .get("date_order")
-                .and_then(|o| serde_json::from_value(o.clone()).ok());
             (client, tokens) = connect(&plan, base)?;
             let org = Org::new(client.clone(), tokens.clone());
             job = through_recipe(
                 prepare(kind, Some(&org), &kind_options).await?,
-                stored_recipe.map(Box::new),
+                stored_recipe,
                 stored_order,
             );
             let reopened = store
@@ -537,6 +524,8 @@ pub(super) struct Effective {
     pub(super) max_attempts: u32,
     /// How long after an uncertain create "not found" is trusted.
     pub(super) settle: Duration,
+    /// `--api`, `--xml-url`, `--xml-rate-pause`.
+    pub(super) api: ApiOptions,
 }
 
 impl Effective {
@@ -567,6 +556,7 @@ impl Effective {
                 .map_or(defaults.max_attempts, |n| n.max(1) as u32),
             // A window shorter than --timeout is warned about (see
             // `execute_inner`), not raised behind the user's back.
+            api: ApiOptions::of(&plan.api, stored),
             settle: plan
                 .settle
                 .or_else(|| number("settle_secs").map(Duration::from_secs))
@@ -583,12 +573,14 @@ impl Effective {
 
     /// As recorded with the run.
     pub(super) fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut options = serde_json::json!({
             "base_url": self.base_url,
             "rate": self.rate,
             "concurrency": self.concurrency,
             "max_attempts": self.max_attempts,
             "settle_secs": self.settle.as_secs(),
-        })
+        });
+        self.api.record(&mut options);
+        options
     }
 }

@@ -72,33 +72,21 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<Exit, Failure> {
     let (client, tokens) = connect(&plan, base)?;
     tokens.ensure().await.map_err(|e| fail(Exit::Auth, e))?;
     // A run queued through a recipe is read through its stored recipe.
-    let recipe = match run.options.get("recipe") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(r) => {
-            let recipe: crate::recipe::Recipe = serde_json::from_value(r.clone()).map_err(|e| {
+    let recipe = match stored_recipe(run.id, &run.options)? {
+        None => None,
+        Some((recipe, order)) => Some(
+            crate::recipe::Applied::new(&recipe, &run.header, order).map_err(|problems| {
+                let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
                 fail(
                     Exit::Storage,
-                    format!("run {}: its stored recipe is unreadable: {e}", run.id),
+                    format!(
+                        "run {}: its recipe does not fit its header: {}",
+                        run.id,
+                        text.join("; ")
+                    ),
                 )
-            })?;
-            let order = run
-                .options
-                .get("date_order")
-                .and_then(|o| serde_json::from_value(o.clone()).ok());
-            let applied =
-                crate::recipe::Applied::new(&recipe, &run.header, order).map_err(|problems| {
-                    let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
-                    fail(
-                        Exit::Storage,
-                        format!(
-                            "run {}: its recipe does not fit its header: {}",
-                            run.id,
-                            text.join("; ")
-                        ),
-                    )
-                })?;
-            Some(applied)
-        }
+            })?,
+        ),
     };
     let verify_options = crate::kinds::meetings::verify::Options {
         recipe,

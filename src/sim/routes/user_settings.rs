@@ -191,6 +191,19 @@ fn tracking_json(
     json!({ "siteUrl": site.url, "personId": id, "email": email, "trackingCodes": items })
 }
 
+/// What a userconfig GET is about: the site, the host (email, person id)
+/// and their settings there.
+fn host_settings(
+    sim: &SimState,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<(SimSite, String, String, crate::sim::HostSettings), SettingsRefusal> {
+    let site = site_of(sim, params)?;
+    let (email, id, sites) = host(sim, user_of(sim, params, headers))?;
+    let settings = sim.settings().get(&email, &site.url, &sites)?.clone();
+    Ok((site, email, id, settings))
+}
+
 /// `GET /v1/admin/meeting/userconfig/sessionTypes`.
 pub(crate) async fn user_session_types(
     State(sim): State<Arc<SimState>>,
@@ -198,19 +211,12 @@ pub(crate) async fn user_session_types(
     headers: HeaderMap,
     Query(params): Params,
 ) -> Response {
-    let result: Result<Value, SettingsRefusal> = (|| {
-        let site = site_of(&sim, &params)?;
-        let (email, id, sites) = host(&sim, user_of(&sim, &params, &headers))?;
-        let ids = sim
-            .settings()
-            .get(&email, &site.url, &sites)?
-            .session_types
-            .clone();
-        Ok(json!({ "items": [{
+    let result = host_settings(&sim, &params, &headers).map(|(site, email, id, settings)| {
+        json!({ "items": [{
             "personId": id, "email": email, "siteUrl": site.url,
-            "sessionTypes": session_types_json(&site, &ids),
-        }]}))
-    })();
+            "sessionTypes": session_types_json(&site, &settings.session_types),
+        }]})
+    });
     answer(result, &tracking)
 }
 
@@ -221,16 +227,8 @@ pub(crate) async fn user_tracking_codes(
     headers: HeaderMap,
     Query(params): Params,
 ) -> Response {
-    let result: Result<Value, SettingsRefusal> = (|| {
-        let site = site_of(&sim, &params)?;
-        let (email, id, sites) = host(&sim, user_of(&sim, &params, &headers))?;
-        let codes = sim
-            .settings()
-            .get(&email, &site.url, &sites)?
-            .tracking
-            .clone();
-        Ok(tracking_json(&site, &email, &id, &codes))
-    })();
+    let result = host_settings(&sim, &params, &headers)
+        .map(|(site, email, id, settings)| tracking_json(&site, &email, &id, &settings.tracking));
     answer(result, &tracking)
 }
 
