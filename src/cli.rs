@@ -349,6 +349,10 @@ pub struct SimArgs {
     /// Requests per second the simulator allows before answering 429 (default: no limit).
     #[arg(long, value_name = "PER_SEC")]
     pub rate_limit: Option<f64>,
+    /// Requests the simulator takes at once before its limit shows (the token bucket's
+    /// size; default: a second's worth of --rate-limit).
+    #[arg(long, value_name = "N", requires = "rate_limit")]
+    pub rate_burst: Option<f64>,
     /// The Retry-After (seconds) sent with a 429.
     #[arg(long, default_value_t = 2, value_name = "SECS")]
     pub retry_after: u64,

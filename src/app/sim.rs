@@ -22,6 +22,7 @@ pub(super) async fn sim(args: SimArgs) -> Result<Exit, Failure> {
         token_max_requests: args.token_max_requests,
         rotate_refresh_tokens: args.rotate_refresh_tokens,
         rate_limit: args.rate_limit,
+        rate_burst: args.rate_burst,
         retry_after_secs: args.retry_after,
         fail_rate: args.fail_rate,
         drop_rate: args.drop_rate,

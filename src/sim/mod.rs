@@ -79,8 +79,13 @@ pub struct SimConfig {
     /// the same refresh token comes back and stays valid).
     pub rotate_refresh_tokens: bool,
     /// API requests per second allowed, all tokens together (token bucket with a burst
-    /// of `max(1, rate)`); `None` = unlimited.
+    /// of `rate_burst`); `None` = unlimited.
     pub rate_limit: Option<f64>,
+    /// The bucket's capacity: requests the server takes at once after a quiet time
+    /// (default `None`: a second's worth of the limit, `max(1, rate)`, also after a
+    /// change of the limit). Servers differ: a small burst hides the limit less, and
+    /// a pause refills less of it.
+    pub rate_burst: Option<f64>,
     /// `Retry-After` seconds sent with a 429, and the length of the window it opens
     /// (default 2).
     pub retry_after_secs: u64,
@@ -119,7 +124,8 @@ pub struct SimConfig {
     /// RNG; default `None`).
     pub latency_max: Option<Duration>,
     /// Changes of `rate_limit` while running: from each time after the start, the
-    /// limit is this many requests per second (burst `max(1, rate)`; default none).
+    /// limit is this many requests per second (burst `rate_burst` or `max(1, rate)`;
+    /// default none).
     pub rate_limit_changes: Vec<(Duration, f64)>,
     /// Seed of the RNG behind the fail/drop/slow/lost/error decisions (default 1).
     pub seed: u64,
@@ -201,6 +207,7 @@ impl Default for SimConfig {
             latency: Duration::ZERO,
             latency_max: None,
             rate_limit_changes: Vec::new(),
+            rate_burst: None,
             seed: 1,
             deny_consent: false,
             granted_scopes: DEFAULT_GRANTED_SCOPES.to_owned(),

@@ -29,8 +29,10 @@ struct Window {
 pub(crate) struct RateLimiter {
     /// Tokens added per second; `None` means unlimited (no bucket, no windows).
     rate: Option<f64>,
-    /// Bucket capacity: `max(1, rate)`.
+    /// Bucket capacity: `SimConfig::rate_burst`, or `max(1, rate)`.
     burst: f64,
+    /// `SimConfig::rate_burst`: the capacity whatever the rate.
+    fixed_burst: Option<f64>,
     /// Tokens available now (as of `refilled_at`).
     tokens: f64,
     /// When `tokens` was last brought up to date.
@@ -57,6 +59,7 @@ impl RateLimiter {
         Self {
             rate,
             burst,
+            fixed_burst: None,
             tokens: burst,
             refilled_at: now,
             window: None,
@@ -64,6 +67,17 @@ impl RateLimiter {
             early_grace,
             changes: Vec::new(),
         }
+    }
+
+    /// The same limiter, with a bucket of `burst` requests (at least 1) whatever its rate.
+    pub(crate) fn with_burst(mut self, burst: Option<f64>) -> Self {
+        if let Some(burst) = burst {
+            let burst = burst.max(1.0);
+            self.fixed_burst = Some(burst);
+            self.burst = burst;
+            self.tokens = burst;
+        }
+        self
     }
 
     /// The same limiter, whose rate changes at `start` + each delay.
@@ -81,7 +95,7 @@ impl RateLimiter {
                 self.refill(old, at);
             }
             self.rate = Some(rate);
-            self.burst = rate.max(1.0);
+            self.burst = self.fixed_burst.unwrap_or(rate.max(1.0));
             self.tokens = self.tokens.min(self.burst);
         }
         if let Some(window) = self.window {
@@ -149,6 +163,23 @@ mod tests {
         assert_eq!(limiter.check(t0 + 2 * SEC), Verdict::Allowed);
         assert_eq!(limiter.check(t0 + 2 * SEC), Verdict::Allowed);
         assert_eq!(limiter.check(t0 + 2 * SEC), Verdict::Opened);
+    }
+
+    #[test]
+    fn a_fixed_burst_stays_when_the_rate_changes() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(Some(20.0), SEC, SEC, t0)
+            .with_burst(Some(5.0))
+            .with_changes(&[(10 * SEC, 10.0)], t0);
+        let allowed = |l: &mut RateLimiter, at: Instant| {
+            (0..30)
+                .take_while(|_| l.check(at) == Verdict::Allowed)
+                .count()
+        };
+        // Five at once, not twenty.
+        assert_eq!(allowed(&mut limiter, t0), 5);
+        // After the change to 10/s (and the window): five again, not ten.
+        assert_eq!(allowed(&mut limiter, t0 + 20 * SEC), 5);
     }
 
     #[test]

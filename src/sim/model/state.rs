@@ -62,6 +62,7 @@ impl SimState {
             config.early_grace,
             now,
         )
+        .with_burst(config.rate_burst)
         .with_changes(&config.rate_limit_changes, now);
         Self {
             stats: Mutex::default(),
