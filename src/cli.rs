@@ -353,6 +353,10 @@ pub struct SimArgs {
     /// size; default: a second's worth of --rate-limit).
     #[arg(long, value_name = "N", requires = "rate_limit")]
     pub rate_burst: Option<f64>,
+    /// Decide the rate limit when a request arrives, before --latency-ms (a 429 is
+    /// answered at once, as by a gateway in front of slow work), not after it.
+    #[arg(long, requires = "rate_limit")]
+    pub rate_limit_on_arrival: bool,
     /// The Retry-After (seconds) sent with a 429.
     #[arg(long, default_value_t = 2, value_name = "SECS")]
     pub retry_after: u64,

@@ -23,6 +23,7 @@ pub(super) async fn sim(args: SimArgs) -> Result<Exit, Failure> {
         rotate_refresh_tokens: args.rotate_refresh_tokens,
         rate_limit: args.rate_limit,
         rate_burst: args.rate_burst,
+        rate_limit_on_arrival: args.rate_limit_on_arrival,
         retry_after_secs: args.retry_after,
         fail_rate: args.fail_rate,
         drop_rate: args.drop_rate,

@@ -17,6 +17,9 @@
 //! `Retry-After`, and a window during which every request gets 429), access-token
 //! check (401), injected failure (500/502/503), then its handler. The OAuth endpoints
 //! (`GET /v1/authorize`, `POST /v1/access_token`) only get counting and latency.
+//! With `rate_limit_on_arrival`, the rate limit comes before the latency instead, as
+//! an API gateway in front of slow work decides: a refused request is answered at
+//! once, and the requests it let in are still being worked on.
 //!
 //! The code is split between state and HTTP:
 //! - this file: [`SimConfig`], [`SimStats`], [`start`] and [`SimHandle`];
@@ -86,6 +89,13 @@ pub struct SimConfig {
     /// change of the limit). Servers differ: a small burst hides the limit less, and
     /// a pause refills less of it.
     pub rate_burst: Option<f64>,
+    /// The rate limit decides when a request arrives, before its latency, and a 429
+    /// is answered at once (default false: after the latency, so a refused request
+    /// takes as long as any, and the order of arrival is shuffled by the latency).
+    /// Both are hard in their own way: after the latency, every request on its way
+    /// when a window opens is refused; on arrival, the requests accepted just
+    /// before a 429 are answered only after it.
+    pub rate_limit_on_arrival: bool,
     /// `Retry-After` seconds sent with a 429, and the length of the window it opens
     /// (default 2).
     pub retry_after_secs: u64,
@@ -208,6 +218,7 @@ impl Default for SimConfig {
             latency_max: None,
             rate_limit_changes: Vec::new(),
             rate_burst: None,
+            rate_limit_on_arrival: false,
             seed: 1,
             deny_consent: false,
             granted_scopes: DEFAULT_GRANTED_SCOPES.to_owned(),

@@ -1,7 +1,8 @@
 //! The checks every `/v1/*` request passes before its handler, in this order:
 //! count it, wait the configured latency, rate limit (429), access token (401),
-//! injected failure (5xx). The OAuth endpoints (authorize and token) only get the
-//! first two.
+//! injected failure (5xx); with `rate_limit_on_arrival`, the rate limit comes
+//! before the latency (a 429 is answered at once). The OAuth endpoints
+//! (authorize and token) only get the count and the latency.
 //! The gate also attaches the tracking id to the request and to the answer.
 //! Past the count, a request is handled to the end even if its client goes
 //! away (a timeout, a killed process), as a real server does.
@@ -72,18 +73,22 @@ pub(crate) async fn gate(
     };
     let kill = request.extensions().get::<ConnectionKill>().cloned();
     let killed = kill.clone();
+    let exempt = {
+        let path = request.uri().path();
+        path == TOKEN_PATH || path == AUTHORIZE_PATH
+    };
     let work = tokio::spawn(async move {
         // Counted until the work is done, whether or not anyone waits for it.
         let _in_flight = in_flight;
-        if !latency.is_zero() {
+        // On arrival (a gateway in front of the work) or after the latency.
+        let early = !exempt && sim.config.rate_limit_on_arrival;
+        let mut checked = if early { check_rate_limit(&sim) } else { Ok(()) };
+        if !latency.is_zero() && checked.is_ok() {
             tokio::time::sleep(latency).await;
         }
-        let path = request.uri().path();
-        let checked = if path == TOKEN_PATH || path == AUTHORIZE_PATH {
-            Ok(())
-        } else {
-            admit(&sim, request.headers())
-        };
+        if checked.is_ok() && !exempt {
+            checked = admit(&sim, request.headers(), !early);
+        }
         let mut response = match checked {
             // A handler that dropped the connection never answers: its work
             // is done, so is this task.
@@ -188,10 +193,12 @@ fn retry_after(config: &SimConfig) -> HeaderValue {
         .unwrap_or_else(|| HeaderValue::from(config.retry_after_secs))
 }
 
-/// Runs the rate limit, auth and failure-injection checks of an API request,
-/// counting each refusal.
-fn admit(sim: &SimState, headers: &HeaderMap) -> Result<(), Refusal> {
-    check_rate_limit(sim)?;
+/// Runs the rate limit (unless it was checked on arrival), auth and
+/// failure-injection checks of an API request, counting each refusal.
+fn admit(sim: &SimState, headers: &HeaderMap, rate_limit: bool) -> Result<(), Refusal> {
+    if rate_limit {
+        check_rate_limit(sim)?;
+    }
     check_auth(sim, headers)?;
     inject_failure(sim)
 }

@@ -246,6 +246,37 @@ async fn shutdown_stops_accepting() {
 }
 
 #[tokio::test]
+async fn on_arrival_a_429_is_answered_at_once_while_the_accepted_request_works() {
+    // One request an hour, each taking an hour: of two sent together, one is
+    // let in (and works for the hour), the other refused at once.
+    let (sim, client) = launch(SimConfig {
+        rate_limit: Some(1.0 / 3600.0),
+        rate_limit_on_arrival: true,
+        latency: Duration::from_secs(3600),
+        ..SimConfig::default()
+    })
+    .await;
+    let url = format!("{}/meetings", sim.base_url());
+    let send = || authed(client.get(&url), TOKEN).send();
+    let (a, b) = (send(), send());
+    tokio::pin!(a, b);
+    let first = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::select! {
+            r = &mut a => r,
+            r = &mut b => r,
+        }
+    })
+    .await
+    .expect("a 429 does not wait for the latency");
+    let response = first.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let stats = sim.stats();
+    assert_eq!((stats.requests, stats.rate_limited), (2, 1));
+    assert_eq!(stats.in_flight, 1, "the one let in is still working");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn latency_delays_every_api_answer() {
     let latency = Duration::from_millis(150);
     let (sim, client) = launch(SimConfig {
