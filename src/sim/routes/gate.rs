@@ -82,7 +82,11 @@ pub(crate) async fn gate(
         let _in_flight = in_flight;
         // On arrival (a gateway in front of the work) or after the latency.
         let early = !exempt && sim.config.rate_limit_on_arrival;
-        let mut checked = if early { check_rate_limit(&sim) } else { Ok(()) };
+        let mut checked = if early {
+            check_rate_limit(&sim)
+        } else {
+            Ok(())
+        };
         if !latency.is_zero() && checked.is_ok() {
             tokio::time::sleep(latency).await;
         }
