@@ -379,16 +379,17 @@ async fn on_error(
     generation: u64,
     e: &ApiError,
     uncertain_at: Option<i64>,
+    sent: f64,
 ) -> Outcome {
     let uncertain = uncertain_at.is_some();
     let status = e.status();
     let tracking_id = e.tracking_id().map(str::to_owned);
     if status.is_some() && !e.is_rate_limited() {
-        s.pacing.accepted();
+        s.pacing.accepted(sent);
     }
     if e.is_rate_limited() {
         let wait = parse_retry_after(e.retry_after(), SystemTime::now());
-        s.pacing.throttled(wait);
+        s.pacing.throttled(wait, sent);
         tracing::info!(
             line = row.line,
             "rate limited: every worker pauses for {:?}",
@@ -676,8 +677,8 @@ impl<'a> Api<'a> {
         }
         let tracking = new_tracking_id();
         let started = now_ms();
-        let result = {
-            let _in_flight = s.pacing.sending();
+        let (result, sent) = {
+            let in_flight = s.pacing.sending();
             let clock = std::time::Instant::now();
             let result = send(token, tracking.clone()).await;
             // What the answer says about the server's health (429s are the rate's business).
@@ -686,11 +687,11 @@ impl<'a> Api<'a> {
                 Err(e) if e.status().is_none_or(|st| st >= 500) => s.pacing.failed(),
                 _ => s.pacing.answered(clock.elapsed()),
             }
-            result
+            (result, in_flight.sent())
         };
         match result {
             Ok(mut answer) => {
-                s.pacing.accepted();
+                s.pacing.accepted(sent);
                 // Ours when Webex sends none back: support can find it by it.
                 answer.tracking_id = answer.tracking_id.or(Some(tracking));
                 self.log.push(Attempt {
@@ -709,7 +710,7 @@ impl<'a> Api<'a> {
                 // connect timeout at the latest (and by the answer at the latest).
                 let sent_by = (started + CONNECT_TIMEOUT.as_millis() as i64).min(now_ms());
                 let uncertain_at = (creates && e.may_have_happened()).then_some(sent_by);
-                let outcome = on_error(s, row, generation, &e, uncertain_at).await;
+                let outcome = on_error(s, row, generation, &e, uncertain_at, sent).await;
                 self.log
                     .push(attempt_for_error(action, started, &e, &tracking, &outcome));
                 Err(Failed { error: e, outcome })

@@ -176,6 +176,41 @@ async fn requests_in_flight_grow_with_latency_up_to_the_ceiling() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_answers_429_at_once_is_told_from_the_answers() {
+    // The limit is decided on arrival and a 429 comes back at once, while
+    // creates take 0.4 to 0.8 s: when the 429 comes, the creates let in
+    // just before it are still being worked on. The run waits for their
+    // answers before it estimates the limit, and no request it has on its
+    // way is refused for the window (only what arrives after it opened).
+    let sim = start_sim(SimConfig {
+        rate_limit: Some(20.0),
+        rate_limit_on_arrival: true,
+        retry_after_secs: 1,
+        latency: Duration::from_millis(400),
+        latency_max: Some(Duration::from_millis(800)),
+        ..SimConfig::default()
+    })
+    .await;
+    let work = Work::new();
+    let out = work
+        .run_meetings(&sim, &Env::sim(), "m.csv", &meetings_csv(200), &["-v"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("once what was sent before the 429 was answered"),
+        "the estimate waited for the answers: {out:?}"
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.early_requests, 0, "{stats:?}");
+    assert!(
+        stats.rate_limited * 20 <= stats.requests,
+        "few 429s: only what was sent while the first one came back: {stats:?}"
+    );
+    assert_each_created_once(&sim, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_resumes_and_creates_every_meeting_exactly_once() {
     // Tokens expire every 30 requests and the refresh token rotates: the
     // environment's refresh token is dead by the time of the resume, which

@@ -442,13 +442,17 @@ where
         let Some((token, generation)) = ctx.tokens.fresh().await else {
             return Err(Call::Auth("no access token".into()));
         };
-        match request(token, new_tracking_id()).await {
+        let (answer, sent) = {
+            let in_flight = pacing.sending();
+            (request(token, new_tracking_id()).await, in_flight.sent())
+        };
+        match answer {
             Ok(answer) => {
-                pacing.accepted();
+                pacing.accepted(sent);
                 Ok(answer)
             }
             Err(e) if e.is_rate_limited() => {
-                pacing.throttled(parse_retry_after(e.retry_after(), SystemTime::now()));
+                pacing.throttled(parse_retry_after(e.retry_after(), SystemTime::now()), sent);
                 throttled.fetch_add(1, Ordering::Relaxed);
                 Err(Call::Api(e))
             }
@@ -462,7 +466,7 @@ where
             }
             Err(e) => {
                 if e.status().is_some() {
-                    pacing.accepted();
+                    pacing.accepted(sent);
                 }
                 failures.fetch_add(1, Ordering::Relaxed);
                 Err(Call::Api(e))
