@@ -381,6 +381,11 @@ pub struct Adaptive {
     pending: Option<Pending>,
     /// The clock the server's rate limit runs on, as the last 429 told.
     gate: Gate,
+    /// The most requests in flight lately (decaying over [`Adaptive::FLIGHT_MEMORY`]
+    /// seconds: a dip at the end of a run says nothing about the next window).
+    flight: f64,
+    /// Time without a 429 since the last pause, in the probe's slowed time.
+    quiet: f64,
     /// When the last pause ended: windows and episodes do not reach back before it.
     since: f64,
     /// The last 429's Retry-After (seconds, at least 1).
@@ -411,6 +416,8 @@ impl Adaptive {
     /// 1.5 s is a factor of 3 around its mean of 1): a 429 decided after
     /// the latency comes back in half the mean at the soonest.
     pub const ARRIVAL_SHARE: f64 = 0.25;
+    /// Seconds over which the most requests in flight are remembered.
+    pub const FLIGHT_MEMORY: f64 = 5.0;
     /// Seconds a 429's estimate waits at most for the answers of what was
     /// sent before it.
     pub const WAIT_FOR_ANSWERS: f64 = 10.0;
@@ -447,6 +454,8 @@ impl Adaptive {
             latency: None,
             pending: None,
             gate: Gate::Answered,
+            flight: 0.0,
+            quiet: 0.0,
             since: 0.0,
             retry_after: 1.0,
         };
@@ -502,6 +511,7 @@ impl Adaptive {
         self.retry_after = retry_after.max(1.0);
         let from = self.since;
         self.since = now + retry_after;
+        self.quiet = 0.0;
         let round_trip = (now - sent).max(0.0);
         let on_arrival = self
             .latency
@@ -588,8 +598,8 @@ impl Adaptive {
     /// speed: 1 up to [`Adaptive::PROBE_IN_FLIGHT`] requests in flight,
     /// then in proportion (each request in flight when a 429 window opens
     /// gets a 429 too).
-    fn load(in_flight: usize) -> f64 {
-        (in_flight as f64 / Self::PROBE_IN_FLIGHT).max(1.0)
+    fn load(in_flight: f64) -> f64 {
+        (in_flight / Self::PROBE_IN_FLIGHT).max(1.0)
     }
 
     /// Time passed (`dt` seconds, up to `now`) without a 429, with
@@ -607,13 +617,14 @@ impl Adaptive {
             return self.rate;
         }
         let dt = dt.clamp(0.0, 5.0);
+        self.flight = (in_flight as f64).max(self.flight * (-dt / Self::FLIGHT_MEMORY).exp());
         let grown = match self.limit {
             None => self.rate * Self::RAMP.powf(dt),
             Some(l) => {
                 // A server that decides on arrival refuses only what
                 // arrives after its window opened, not what is in flight.
                 let load = match self.gate {
-                    Gate::Answered => Self::load(in_flight),
+                    Gate::Answered => Self::load(self.flight),
                     Gate::Sent => 1.0,
                 };
                 let base = if self.confirmations == 0 {
@@ -636,8 +647,8 @@ impl Adaptive {
                 let each_in_flight_refused = self.gate == Gate::Answered && load > 1.0;
                 if self.confirmations > 0 || !each_in_flight_refused {
                     let scale = dear * load * Self::ACCELERATION_RATE / l.max(Self::FLOOR);
-                    let quiet = (now - self.since).max(0.0) / scale;
-                    speed += Self::ACCELERATION * quiet * quiet / scale;
+                    self.quiet += dt.min(now - self.since).max(0.0) / scale;
+                    speed += Self::ACCELERATION * self.quiet * self.quiet / scale;
                 }
                 self.rate + l * speed * dt
             }
@@ -1144,6 +1155,25 @@ mod tests {
                 a.on_accepted(t, t);
             }
         }
+    }
+
+    #[test]
+    fn a_dip_in_flight_at_the_end_of_a_run_does_not_make_probing_jump() {
+        // 20 in flight for half a minute after the first 429 (a server that
+        // decides after the latency), then the last few rows: 1 in flight.
+        let mut a = Adaptive::new(None);
+        a.on_tick(1.0, 1.0, 0, None);
+        a.on_tick(1.0, 1.0, 0, None);
+        for i in 0..60 {
+            a.on_accepted(i as f64 / 30.0, i as f64 / 30.0);
+        }
+        let held = a.on_throttled(2.0, 2.0, 1.0);
+        assert!((19.0..=20.5).contains(&held), "{held}");
+        let now = accept_all(&mut a, 3.0, 28.0, 20);
+        let before = a.rate();
+        assert!(before <= held * 1.1, "{before} from {held}");
+        accept_all(&mut a, now, 2.0, 1);
+        assert!(a.rate() <= before * 1.03, "{} from {before}", a.rate());
     }
 
     #[test]
