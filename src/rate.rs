@@ -175,12 +175,17 @@ impl Timeline {
     /// it were on their way).
     fn rate(&self, since: f64, to: f64) -> f64 {
         let first = (since * SLOTS).floor() as i64;
-        let from = (to - Adaptive::WINDOW).max(since).max(
-            self.0
-                .iter()
-                .find(|(q, _)| *q >= first)
-                .map_or(0.0, |(q, _)| *q as f64 / SLOTS),
-        );
+        let answered = self.0.iter().find(|(q, _)| *q >= first);
+        self.rate_over(
+            since.max(answered.map_or(0.0, |(q, _)| *q as f64 / SLOTS)),
+            to,
+        )
+    }
+
+    /// Accepted per second from `from` to `to` (over the last
+    /// [`Adaptive::WINDOW`] seconds at most, and at least one second).
+    fn rate_over(&self, from: f64, to: f64) -> f64 {
+        let from = from.max(to - Adaptive::WINDOW);
         let n: u64 = self
             .0
             .iter()
@@ -655,7 +660,7 @@ impl Adaptive {
         };
         // Not far above what the server takes: when concurrency is the bound,
         // a nominal rate of thousands would mean nothing and overshoot later.
-        let seen = self.answered.rate(self.since, now);
+        let seen = self.answered.rate_over(self.since, now);
         let bound = if now >= 2.0 {
             (2.0 * seen).max(Self::START)
         } else {
@@ -684,7 +689,8 @@ pub struct Pacing {
     logged_rate: Mutex<f64>,
     /// Requests in flight now.
     in_flight: AtomicUsize,
-    /// When the requests in flight were sent (µs on the controller's clock: how many).
+    /// When the requests in flight were sent (µs on the controller's clock: how
+    /// many), with an adaptive rate.
     flying: Mutex<std::collections::BTreeMap<u64, usize>>,
     /// Time zero of the controller's clock.
     started: std::time::Instant,
@@ -773,7 +779,7 @@ impl Pacing {
         new_episode
     }
 
-    /// How many requests may be in flight now (logs each change with its reason).
+    /// How many requests may be in flight now (logs a change of a quarter, or for another reason).
     pub fn concurrency(&self) -> usize {
         let (cap, reason) = self
             .concurrency
@@ -803,12 +809,15 @@ impl Pacing {
     pub fn sending(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let sent = self.now();
-        *self
-            .flying
-            .lock()
-            .expect("flying")
-            .entry(micros(sent))
-            .or_default() += 1;
+        // Only the adaptive rate asks when the oldest one left.
+        if self.adaptive.is_some() {
+            *self
+                .flying
+                .lock()
+                .expect("flying")
+                .entry(micros(sent))
+                .or_default() += 1;
+        }
         InFlight(self, sent)
     }
 
@@ -908,6 +917,9 @@ impl InFlight<'_> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.adaptive.is_none() {
+            return;
+        }
         let mut flying = self.0.flying.lock().expect("flying");
         if let std::collections::btree_map::Entry::Occupied(mut e) = flying.entry(micros(self.1)) {
             *e.get_mut() -= 1;
