@@ -347,9 +347,9 @@ impl Episode {
 ///   before the 429 has been answered, since all of it passed the gate
 ///   first. Otherwise they are counted by when they were answered.
 /// - While no 429 comes, it probes upward: [`Adaptive::PROBE_FIRST`] of
-///   the limit per second until a second episode has told the burst, then
-///   [`Adaptive::PROBE`], half as fast after each 429 that confirms the same
-///   limit, and faster the longer no 429 comes ([`Adaptive::ACCELERATION`],
+///   the limit per second until the second 429 (unless that would cost
+///   every request in flight), then [`Adaptive::PROBE`], half as fast after
+///   each 429 that confirms the same limit, and faster the longer no 429 comes ([`Adaptive::ACCELERATION`],
 ///   cubic in time as in TCP CUBIC: slow near the limit, doubled in seconds
 ///   if it was raised). Its time runs slower the dearer a 429 is: by the
 ///   Retry-After (a pause for everybody), by that again over the burst in
@@ -632,7 +632,11 @@ impl Adaptive {
                     Gate::Answered => Self::load(self.flight),
                     Gate::Sent => 1.0,
                 };
-                let base = if self.confirmations == 0 {
+                // A server that refuses every request in flight when its
+                // window opens makes a second 429 dear: probe at the slow
+                // speed from the first.
+                let each_in_flight_refused = self.gate == Gate::Answered && load > 1.0;
+                let base = if self.confirmations == 0 && !each_in_flight_refused {
                     Self::PROBE_FIRST
                 } else {
                     Self::PROBE / 2f64.powi(self.confirmations.saturating_sub(1).min(16) as i32)
@@ -649,7 +653,6 @@ impl Adaptive {
                 // told the burst, estimated low: worth finding out unless
                 // a 429 costs every request in flight). Time runs slower
                 // the dearer a 429 is, and counts in requests at the limit.
-                let each_in_flight_refused = self.gate == Gate::Answered && load > 1.0;
                 if self.confirmations > 0 || !each_in_flight_refused {
                     let scale = dear * load * Self::ACCELERATION_RATE / l.max(Self::FLOOR);
                     self.quiet += dt.min(now - self.since).max(0.0) / scale;
