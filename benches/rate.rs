@@ -1,6 +1,6 @@
 //! Benchmark 3: riding the rate limit with default options (`--rate auto`,
 //! the default `--concurrency`), against a simulator that allows 20
-//! requests/s (burst 20, 429 with a Retry-After window beyond that):
+//! requests/s (a token bucket, 429 with a Retry-After window beyond that):
 //!
 //! 1. no latency, 300 rows and 1,000 rows;
 //! 2. 0.5 to 1.5 s per request (uniform, seeded), 600 rows;
@@ -8,6 +8,13 @@
 //!    rows / limit + one Retry-After;
 //! 4. no latency, 1,000 rows; the limit drops to 10/s after 20 s and goes
 //!    back to 20/s after 40 s: the share of the limit in each phase.
+//!
+//! Servers differ in two ways that matter here, so the scenarios run
+//! against several: the bucket's burst (a second's worth, 20, or the 5 of
+//! the server the issue measured), and when the limit is decided: after
+//! each request's latency (`after`: a 429 takes as long as an answer, and
+//! every request on its way when a window opens is refused) or on arrival
+//! (`arrival`: a gateway in front of slow work answers 429 at once).
 //!
 //! Each prints the share of the limit, the share of requests answered 429,
 //! the early requests (sent inside a Retry-After window) and the most
@@ -25,6 +32,43 @@ use webex_bulk::sim::{SimConfig, SimStats};
 
 const LIMIT: f64 = 20.0;
 
+/// A server's shape: its burst (`None`: a second's worth) and whether it
+/// decides on arrival.
+#[derive(Clone, Copy)]
+struct Shape {
+    burst: Option<f64>,
+    on_arrival: bool,
+}
+
+impl Shape {
+    const fn new(burst: Option<f64>, on_arrival: bool) -> Shape {
+        Shape { burst, on_arrival }
+    }
+
+    fn name(&self) -> String {
+        format!(
+            "burst {}, {}",
+            self.burst.unwrap_or(LIMIT),
+            if self.on_arrival { "arrival" } else { "after" }
+        )
+    }
+
+    fn config(&self, config: SimConfig) -> SimConfig {
+        SimConfig {
+            rate_burst: self.burst,
+            rate_limit_on_arrival: self.on_arrival,
+            ..config
+        }
+    }
+}
+
+/// The bench's first server, the same deciding on arrival, and the two
+/// with the burst of the server the issue measured.
+const SECOND_AFTER: Shape = Shape::new(None, false);
+const SECOND_ARRIVAL: Shape = Shape::new(None, true);
+const FIVE_AFTER: Shape = Shape::new(Some(5.0), false);
+const FIVE_ARRIVAL: Shape = Shape::new(Some(5.0), true);
+
 fn main() {
     let only: Option<u32> = std::env::var("BENCH_ONLY")
         .ok()
@@ -32,58 +76,81 @@ fn main() {
     let wanted = |n: u32| only.is_none_or(|o| o == n);
     common::with_csv(0, |dir, _| async move {
         println!("bench rate: cores {}", common::cores());
-        println!("bench rate: server limit {LIMIT}/s (burst {LIMIT}), default options");
+        println!(
+            "bench rate: server limit {LIMIT}/s, default options; each scenario names the server's burst and where it decides"
+        );
         if wanted(1) {
-            for rows in [300, 1_000] {
-                let config = SimConfig {
+            // Without latency, when the limit is decided makes no difference.
+            for shape in [SECOND_AFTER, FIVE_AFTER] {
+                for rows in [300, 1_000] {
+                    let config = shape.config(SimConfig {
+                        rate_limit: Some(LIMIT),
+                        retry_after_secs: 1,
+                        ..SimConfig::default()
+                    });
+                    let (secs, stats, _) = ride(dir.path(), "1", rows, config, &[]).await;
+                    let name = format!("1 no latency, {rows} rows, {}", shape.name());
+                    print_common(&name, rows, secs, &stats);
+                    println!(
+                        "bench rate: {name}: share_of_limit {:.3}",
+                        rows as f64 / secs / LIMIT
+                    );
+                }
+            }
+        }
+        if wanted(2) {
+            let rows = 600;
+            for shape in [SECOND_AFTER, SECOND_ARRIVAL, FIVE_AFTER, FIVE_ARRIVAL] {
+                let config = shape.config(SimConfig {
                     rate_limit: Some(LIMIT),
                     retry_after_secs: 1,
+                    latency: Duration::from_millis(500),
+                    latency_max: Some(Duration::from_millis(1500)),
                     ..SimConfig::default()
-                };
-                let (secs, stats, _) = ride(dir.path(), "1", rows, config, &[]).await;
-                let name = format!("1 no latency, {rows} rows");
+                });
+                let (secs, stats, _) = ride(dir.path(), "2", rows, config, &[]).await;
+                let name = format!("2 latency 0.5-1.5 s, 600 rows, {}", shape.name());
                 print_common(&name, rows, secs, &stats);
                 println!(
                     "bench rate: {name}: share_of_limit {:.3}",
                     rows as f64 / secs / LIMIT
                 );
+                if !shape.on_arrival {
+                    // Each request sent before the client hears of the
+                    // first 429 and decided inside its window is refused:
+                    // at the limit, limit x E[min(latency, window)].
+                    let floor = LIMIT * 0.875;
+                    println!(
+                        "bench rate: {name}: one 429 window refuses at least {floor:.1} requests here ({:.1}% of {})",
+                        100.0 * floor / (rows as f64 + floor),
+                        rows as f64 + floor
+                    );
+                }
             }
-        }
-        if wanted(2) {
-            let rows = 600;
-            let config = SimConfig {
-                rate_limit: Some(LIMIT),
-                retry_after_secs: 1,
-                latency: Duration::from_millis(500),
-                latency_max: Some(Duration::from_millis(1500)),
-                ..SimConfig::default()
-            };
-            let (secs, stats, _) = ride(dir.path(), "2", rows, config, &[]).await;
-            let name = "2 latency 0.5-1.5 s, 600 rows";
-            print_common(name, rows, secs, &stats);
-            println!(
-                "bench rate: {name}: share_of_limit {:.3}",
-                rows as f64 / secs / LIMIT
-            );
         }
         if wanted(3) {
             let rows = 600;
             let retry = 10;
-            let config = SimConfig {
-                rate_limit: Some(LIMIT),
-                retry_after_secs: retry,
-                early_grace: Duration::from_secs(1),
-                latency: Duration::from_millis(200),
-                ..SimConfig::default()
-            };
-            let (secs, stats, _) = ride(dir.path(), "3", rows, config, &[]).await;
-            let name = "3 latency 0.2 s, Retry-After 10 s, 600 rows";
-            print_common(name, rows, secs, &stats);
-            let target = rows as f64 / LIMIT + retry as f64;
-            println!(
-                "bench rate: {name}: seconds {secs:.1} against rows/limit + one Retry-After {target:.1}: ratio {:.3}",
-                secs / target
-            );
+            for shape in [SECOND_AFTER, SECOND_ARRIVAL, FIVE_ARRIVAL] {
+                let config = shape.config(SimConfig {
+                    rate_limit: Some(LIMIT),
+                    retry_after_secs: retry,
+                    early_grace: Duration::from_secs(1),
+                    latency: Duration::from_millis(200),
+                    ..SimConfig::default()
+                });
+                let (secs, stats, _) = ride(dir.path(), "3", rows, config, &[]).await;
+                let name = format!(
+                    "3 latency 0.2 s, Retry-After 10 s, 600 rows, {}",
+                    shape.name()
+                );
+                print_common(&name, rows, secs, &stats);
+                let target = rows as f64 / LIMIT + retry as f64;
+                println!(
+                    "bench rate: {name}: seconds {secs:.1} against rows/limit + one Retry-After {target:.1}: ratio {:.3}",
+                    secs / target
+                );
+            }
         }
         if wanted(4) {
             let rows = 1_000;
@@ -134,7 +201,9 @@ async fn ride(
     config: SimConfig,
     marks: &[f64],
 ) -> (f64, SimStats, Vec<u64>) {
-    let folder = dir.join(format!("scenario-{name}-{rows}"));
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let folder = dir.join(format!("scenario-{name}-{rows}-{n}"));
     std::fs::create_dir_all(&folder).unwrap();
     let csv = folder.join("meetings.csv");
     common::write_meetings_csv(&csv, rows);
