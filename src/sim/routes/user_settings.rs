@@ -22,7 +22,7 @@ use super::errors::{ApiError, TrackingId};
 use crate::sim::model::sites::{SettingsRefusal, SimSite};
 use crate::sim::model::state::SimState;
 use crate::sim::server::ConnectionKill;
-use crate::sim::ADMIN_EMAIL;
+use crate::sim::{SimStats, ADMIN_EMAIL};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -327,17 +327,10 @@ pub(crate) async fn put_user_session_types(
             }),
         ))
     })();
-    match done {
-        Ok((changed, answer)) => {
-            sim.record(|stats| {
-                stats.session_type_updates += 1;
-                stats.settings_noop_writes += u64::from(!changed);
-            });
-            maybe_drop(&sim, &kill).await;
-            Json(answer).into_response()
-        }
-        Err(r) => r.into_error(&tracking).into_response(),
-    }
+    answer_put(&sim, &kill, &tracking, done, |stats| {
+        stats.session_type_updates += 1;
+    })
+    .await
 }
 
 /// `PUT /v1/admin/meeting/userconfig/trackingCodes`: the host's list, replaced.
@@ -386,15 +379,31 @@ pub(crate) async fn put_user_tracking_codes(
             .clone();
         Ok((changed, tracking_json(&site, &email, &id, &now)))
     })();
+    answer_put(&sim, &kill, &tracking, done, |stats| {
+        stats.tracking_code_updates += 1;
+    })
+    .await
+}
+
+/// A settings `PUT`'s answer: counted (`count`, and whether it changed
+/// nothing), then the new state, or the connection dropped after the write
+/// (`settings_drop_rate`), or the refusal.
+async fn answer_put(
+    sim: &SimState,
+    kill: &ConnectionKill,
+    tracking: &TrackingId,
+    done: Result<(bool, Value), SettingsRefusal>,
+    count: impl FnOnce(&mut SimStats),
+) -> Response {
     match done {
         Ok((changed, answer)) => {
             sim.record(|stats| {
-                stats.tracking_code_updates += 1;
+                count(stats);
                 stats.settings_noop_writes += u64::from(!changed);
             });
-            maybe_drop(&sim, &kill).await;
+            maybe_drop(sim, kill).await;
             Json(answer).into_response()
         }
-        Err(r) => r.into_error(&tracking).into_response(),
+        Err(r) => r.into_error(tracking).into_response(),
     }
 }
