@@ -681,12 +681,7 @@ impl<'a> Api<'a> {
             let in_flight = s.pacing.sending();
             let clock = std::time::Instant::now();
             let result = send(token, tracking.clone()).await;
-            // What the answer says about the server's health (429s are the rate's business).
-            match &result {
-                Err(e) if e.is_rate_limited() => {}
-                Err(e) if e.status().is_none_or(|st| st >= 500) => s.pacing.failed(),
-                _ => s.pacing.answered(clock.elapsed()),
-            }
+            s.pacing.observed(clock.elapsed(), result.as_ref().err());
             (result, in_flight.sent())
         };
         match result {

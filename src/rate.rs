@@ -15,6 +15,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use tokio::time::Instant;
 
 use crate::concurrency::{Concurrency, Reason};
+use crate::webex::ApiError;
 
 /// A request rate as the user gives it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -380,8 +381,6 @@ pub struct Adaptive {
     answered: Timeline,
     /// Accepted requests by when they were sent.
     sent: Timeline,
-    /// Recent latency of accepted requests (seconds).
-    latency: Option<f64>,
     /// A 429 whose estimate waits for the answers sent before it.
     pending: Option<Pending>,
     /// The clock the server's rate limit runs on, as the last 429 told.
@@ -456,7 +455,6 @@ impl Adaptive {
             confirmations: 0,
             answered: Timeline::default(),
             sent: Timeline::default(),
-            latency: None,
             pending: None,
             gate: Gate::Answered,
             flight: 0.0,
@@ -500,27 +498,31 @@ impl Adaptive {
         self.sent.add(sent);
         self.answered.forget_before(now);
         self.sent.forget_before(now);
-        let latency = now - sent;
-        self.latency = Some(self.latency.map_or(latency, |l| l + (latency - l) * 0.2));
     }
 
     /// A 429 to a request sent at `sent` opened a new pause of
-    /// `retry_after` seconds at `now`. Returns the new rate.
+    /// `retry_after` seconds at `now`; the answers lately took `latency`
+    /// seconds (the adaptive concurrency's recent latency). Returns the new rate.
     ///
     /// A 429 that came back much faster than the answers do was decided
     /// when the request arrived: the requests sent before it passed the
     /// gate first and are still being worked on, so the estimate waits for
     /// their answers (see [`Adaptive::on_tick`]); until then it rides at
     /// half the rate.
-    pub fn on_throttled(&mut self, sent: f64, now: f64, retry_after: f64) -> f64 {
+    pub fn on_throttled(
+        &mut self,
+        sent: f64,
+        now: f64,
+        retry_after: f64,
+        latency: Option<f64>,
+    ) -> f64 {
         self.retry_after = retry_after.max(1.0);
         let from = self.since;
         self.since = now + retry_after;
         self.quiet = 0.0;
         let round_trip = (now - sent).max(0.0);
-        let on_arrival = self
-            .latency
-            .is_some_and(|l| round_trip < l * Self::ARRIVAL_SHARE && l - round_trip > 0.1);
+        let on_arrival =
+            latency.is_some_and(|l| round_trip < l * Self::ARRIVAL_SHARE && l - round_trip > 0.1);
         let rate = self.pending.map_or(self.rate, |p| p.rate);
         self.gate = if on_arrival {
             Gate::Sent
@@ -764,7 +766,8 @@ impl Pacing {
         if let (true, Some(a)) = (new_episode, &self.adaptive) {
             let (rate, limit) = {
                 let mut a = a.lock().expect("adaptive");
-                let rate = a.on_throttled(sent, self.now(), wait.as_secs_f64());
+                let latency = self.concurrency.lock().expect("concurrency").latency();
+                let rate = a.on_throttled(sent, self.now(), wait.as_secs_f64(), latency);
                 (rate, a.limit().filter(|_| !a.waiting()))
             };
             self.limiter.set_rate(rate);
@@ -829,21 +832,19 @@ impl Pacing {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// An answer (not a 429, not a 5xx) came after `latency`.
-    pub fn answered(&self, latency: Duration) {
-        let cut = self
-            .concurrency
-            .lock()
-            .expect("concurrency")
-            .on_answer(latency.as_secs_f64());
-        if let Some(reason) = cut {
-            self.log_cut(reason);
-        }
-    }
-
-    /// A 5xx, a timeout or a lost connection.
-    pub fn failed(&self) {
-        let cut = self.concurrency.lock().expect("concurrency").on_failure();
+    /// What a request's answer, after `latency`, says about the server's
+    /// health (`error`: the request failed): a 5xx, a timeout or a lost
+    /// connection counts against it, any other answer brings its latency;
+    /// 429s are the rate's business.
+    pub fn observed(&self, latency: Duration, error: Option<&ApiError>) {
+        let cut = {
+            let mut c = self.concurrency.lock().expect("concurrency");
+            match error {
+                Some(e) if e.is_rate_limited() => None,
+                Some(e) if e.status().is_none_or(|st| st >= 500) => c.on_failure(),
+                _ => c.on_answer(latency.as_secs_f64()),
+            }
+        };
         if let Some(reason) = cut {
             self.log_cut(reason);
         }
@@ -1023,7 +1024,7 @@ mod tests {
             if tokens < 1.0 {
                 refused += 1;
                 paused_until = t + retry;
-                a.on_throttled(t, t, retry);
+                a.on_throttled(t, t, retry, None);
             } else {
                 tokens -= 1.0;
                 ok += 1;
@@ -1061,7 +1062,7 @@ mod tests {
             8.0,
             "doubled, then capped at the ceiling"
         );
-        let after = a.on_throttled(2.0, 2.0, 1.0);
+        let after = a.on_throttled(2.0, 2.0, 1.0, None);
         assert!((Adaptive::FLOOR..8.0).contains(&after), "{after}");
         assert!(a.limit().is_some());
     }
@@ -1090,7 +1091,7 @@ mod tests {
                 t += n as f64 / rate;
                 a.on_tick(t, 1.0, 0, None);
             }
-            let rate = a.on_throttled(t, t, 1.0);
+            let rate = a.on_throttled(t, t, 1.0, None);
             let limit = a.limit().unwrap();
             assert_eq!(rate, limit, "rides at the first estimate");
             limit
@@ -1108,7 +1109,7 @@ mod tests {
         let mut a = Adaptive::new(None);
         a.on_accepted(0.1, 0.1);
         // Refused at once, with Retry-After: 60.
-        let rate = a.on_throttled(0.3, 0.3, 60.0);
+        let rate = a.on_throttled(0.3, 0.3, 60.0, None);
         assert!((Adaptive::FLOOR..=1.0).contains(&rate), "{rate}");
         // After the pause, ten minutes without a 429 raise it by 30%: no
         // hurry for a second 429 that would pause everybody for a minute.
@@ -1158,7 +1159,7 @@ mod tests {
             }
             next = t + 1.0 / a.rate();
             if tokens < 1.0 {
-                a.on_throttled(t, t, retry);
+                a.on_throttled(t, t, retry, None);
                 if a.confirmations > 0 {
                     assert!(a.limit().is_some_and(|l| (18.0..=22.0).contains(&l)));
                     return (a, t + retry);
@@ -1182,7 +1183,7 @@ mod tests {
         for i in 0..60 {
             a.on_accepted(i as f64 / 30.0, i as f64 / 30.0);
         }
-        let held = a.on_throttled(2.0, 2.0, 1.0);
+        let held = a.on_throttled(2.0, 2.0, 1.0, None);
         assert!((19.0..=20.5).contains(&held), "{held}");
         let now = accept_all(&mut a, 3.0, 28.0, 20);
         let before = a.rate();
@@ -1192,10 +1193,35 @@ mod tests {
     }
 
     #[test]
+    fn a_fast_429_waits_for_the_answers_sent_before_it_but_not_for_ever() {
+        // Answers take 0.8 s; a 429 comes back in 10 ms: decided on arrival.
+        let mut a = Adaptive::new(None);
+        for i in 0..100 {
+            let sent = i as f64 * 0.1;
+            a.on_accepted(sent, sent + 0.8);
+        }
+        let half = a.on_throttled(10.0, 10.01, 1.0, Some(0.8));
+        assert!(a.waiting());
+        assert_eq!(half, Adaptive::START / 2.0);
+        // A request sent before the 429 is still in flight: no estimate yet.
+        assert_eq!(a.on_tick(11.5, 0.25, 3, Some(9.9)), half);
+        assert!(a.waiting() && a.limit().is_none());
+        // It hangs: after a while the estimate is made without it.
+        a.on_tick(10.0 + Adaptive::WAIT_FOR_ANSWERS + 0.1, 0.25, 1, Some(9.9));
+        assert!(!a.waiting());
+        assert!(a.limit().is_some());
+        // A slow 429 (as slow as the answers) is settled at once.
+        let mut b = Adaptive::new(None);
+        b.on_accepted(0.0, 0.8);
+        b.on_throttled(0.5, 1.3, 1.0, Some(0.8));
+        assert!(!b.waiting() && b.limit().is_some());
+    }
+
+    #[test]
     fn a_429_before_anything_was_accepted_halves_the_rate() {
         // Another client spends the limit: the very first request is refused.
         let mut a = Adaptive::new(None);
-        assert_eq!(a.on_throttled(0.0, 0.01, 1.0), Adaptive::START / 2.0);
+        assert_eq!(a.on_throttled(0.0, 0.01, 1.0, None), Adaptive::START / 2.0);
         assert_eq!(a.limit(), None, "nothing to estimate from");
         // Still starting up: the ramp goes on once the pause is over.
         assert!(a.on_tick(1.5, 0.5, 0, None) > Adaptive::START / 2.0);
@@ -1209,7 +1235,7 @@ mod tests {
         for i in 0..60 {
             a.on_accepted(i as f64 / 30.0, i as f64 / 30.0);
         }
-        a.on_throttled(2.0, 2.0, 1.0);
+        a.on_throttled(2.0, 2.0, 1.0, None);
         let limit = a.limit().unwrap();
         assert!((19.0..=20.5).contains(&limit), "estimated {limit}");
     }
@@ -1221,7 +1247,7 @@ mod tests {
             for i in 0..60 {
                 a.on_accepted(i as f64 / 30.0, i as f64 / 30.0);
             }
-            let start = a.on_throttled(2.0, 2.0, 1.0);
+            let start = a.on_throttled(2.0, 2.0, 1.0, None);
             accept_all(&mut a, 3.0, 10.0, in_flight);
             a.rate() - start
         };
@@ -1400,7 +1426,7 @@ mod replay {
                 refused += 1;
                 if t >= paused_until {
                     episodes += 1;
-                    a.on_throttled(sent_at, t, server.retry);
+                    a.on_throttled(sent_at, t, server.retry, c.latency());
                 }
                 paused_until = paused_until.max(t + server.retry);
             }

@@ -444,7 +444,10 @@ where
         };
         let (answer, sent) = {
             let in_flight = pacing.sending();
-            (request(token, new_tracking_id()).await, in_flight.sent())
+            let clock = std::time::Instant::now();
+            let answer = request(token, new_tracking_id()).await;
+            pacing.observed(clock.elapsed(), answer.as_ref().err());
+            (answer, in_flight.sent())
         };
         match answer {
             Ok(answer) => {
