@@ -334,12 +334,22 @@ impl Episode {
 ///   ran dry just now fits it when the largest drawdown (accepted minus `L`
 ///   per second) is `B`: one episode gives a curve of (`L`, `B`) pairs, not
 ///   the limit (a server's burst hides its limit).
-/// - At the first 429 it takes the pair with `B` = [`Adaptive::BURST_SECS`]
-///   × `L` and rides at that `L` (a smaller burst makes this low: a burst
-///   of 5 at 20/s reads as about 11/s). At a later one, two episodes of
+/// - At the first 429 it assumes a burst and rides at the `L` that goes
+///   with it. When a second 429 would be dear (a Retry-After over a second,
+///   or a window that refuses every request in flight), a burst of
+///   [`Adaptive::BURST_SECS`] × `L`: a smaller burst makes this low (a
+///   burst of 5 at 20/s reads as about 11/s), never high. When it would be
+///   cheap, [`Adaptive::BURST_SECS_CHEAP`] × `L`: a larger burst makes this
+///   high (a second's burst at 20/s reads as about 29/s), and the next 429
+///   comes soon and tells the bucket. At a later one, two episodes of
 ///   different shapes (the quick start, then a probe) cross at the server's
-///   (`L`, `B`) when they tell it (otherwise: the rate accepted since the
-///   pause). It rides at [`Adaptive::HOLD`] of it (multiplicative decrease).
+///   (`L`, `B`) when they tell it; otherwise the episode's `L` with the
+///   burst a pause can have refilled (a second's worth at most, the
+///   Retry-After's, the burst once known). It rides at [`Adaptive::HOLD`]
+///   of it (multiplicative decrease).
+/// - Once the burst is known, it spends what a pause refilled (the bucket
+///   earned the limit's rate while everybody waited, up to the burst): most
+///   of it over the [`Adaptive::SPEND_SECS`] after the pause.
 /// - Servers decide on a request when it arrives (a gateway: the 429 comes
 ///   back at once) or after its latency (the 429 takes as long as an
 ///   answer). A 429 that comes back in less than [`Adaptive::ARRIVAL_SHARE`]
@@ -373,6 +383,8 @@ pub struct Adaptive {
     limit: Option<f64>,
     /// The server's burst (requests), once two episodes told it.
     burst: Option<f64>,
+    /// The burst assumed at the first 429, in seconds of the limit.
+    assumed_burst_secs: f64,
     /// The last episode, to tell the burst with the next one.
     previous: Option<Episode>,
     /// How many 429s in a row found about the same limit.
@@ -404,6 +416,10 @@ impl Adaptive {
     /// The burst assumed at the first 429, in seconds of the limit (one
     /// episode cannot tell it).
     pub const BURST_SECS: f64 = 1.0;
+    /// The burst assumed at the first 429 when a second one would cost
+    /// little (see [`Adaptive::second_429_is_cheap`]): the reading errs high
+    /// rather than low, and the next 429 tells the bucket.
+    pub const BURST_SECS_CHEAP: f64 = 0.25;
     /// Probing speed between the first and the second 429 (share of the limit per second).
     pub const PROBE_FIRST: f64 = 0.03;
     /// The lowest rate it goes to.
@@ -440,6 +456,10 @@ impl Adaptive {
     /// The limit (requests per second) at which [`Adaptive::ACCELERATION`]
     /// counts in seconds; at half of it, time runs half as fast.
     pub const ACCELERATION_RATE: f64 = 20.0;
+    /// Seconds after a pause over which what it refilled is spent.
+    pub const SPEND_SECS: f64 = 2.0;
+    /// Share of what a pause refilled that is spent.
+    pub const SPEND_SHARE: f64 = 0.75;
     /// Requests in flight up to which probing goes at full speed (above,
     /// it slows in proportion: a 429 window costs one 429 per request in flight).
     pub const PROBE_IN_FLIGHT: f64 = 2.0;
@@ -451,6 +471,7 @@ impl Adaptive {
             ceiling,
             limit: None,
             burst: None,
+            assumed_burst_secs: Self::BURST_SECS,
             previous: None,
             confirmations: 0,
             answered: Timeline::default(),
@@ -558,11 +579,18 @@ impl Adaptive {
         }
         let estimate = match self.limit {
             // One episode: the pair with the assumed burst.
-            None => episode.limit_where(|l| Self::BURST_SECS * l),
+            None => {
+                self.assumed_burst_secs = if self.second_429_is_cheap() {
+                    Self::BURST_SECS_CHEAP
+                } else {
+                    Self::BURST_SECS
+                };
+                let secs = self.assumed_burst_secs;
+                episode.limit_where(|l| secs * l)
+            }
             // Two episodes of different shapes tell the bucket; otherwise
-            // (or when what they tell is far from what was accepted) the
-            // rate accepted since the pause, which errs high by the burst
-            // over that time (the multiplicative decrease corrects it).
+            // (or when what they tell is far from what was accepted) this
+            // episode with the burst a pause can have refilled.
             Some(_) => {
                 let accepted = timeline.rate(from, end);
                 let fitted =
@@ -578,7 +606,18 @@ impl Adaptive {
                         self.burst = Some(b);
                         l
                     }
-                    None => accepted,
+                    None => {
+                        // The bucket was empty at the last 429: the pause
+                        // refilled at most the Retry-After's worth of the
+                        // limit, a second's worth as first assumed, and no
+                        // more than the burst once known. Never above the
+                        // rate accepted since the pause.
+                        let refill = Self::BURST_SECS.min(self.retry_after);
+                        let known = self.burst.unwrap_or(f64::INFINITY);
+                        episode
+                            .limit_where(|l| (refill * l).min(known))
+                            .min(accepted)
+                    }
                 }
             }
         }
@@ -599,6 +638,12 @@ impl Adaptive {
         }
         self.limit = Some(estimate);
         self.previous = Some(episode);
+    }
+
+    /// Whether a 429 would cost little more than the burst a pause refills:
+    /// a short Retry-After, and no window that refuses every request in flight.
+    fn second_429_is_cheap(&self) -> bool {
+        self.retry_after <= 1.0 && !(self.gate == Gate::Answered && Self::load(self.flight) > 1.0)
     }
 
     /// How much a probe's overshoot costs, as a divisor of the probing
@@ -638,7 +683,10 @@ impl Adaptive {
                 // window opens makes a second 429 dear: probe at the slow
                 // speed from the first.
                 let each_in_flight_refused = self.gate == Gate::Answered && load > 1.0;
-                let base = if self.confirmations == 0 && !each_in_flight_refused {
+                let base = if self.confirmations == 0
+                    && !each_in_flight_refused
+                    && self.assumed_burst_secs >= Self::BURST_SECS
+                {
                     Self::PROBE_FIRST
                 } else {
                     Self::PROBE / 2f64.powi(self.confirmations.saturating_sub(1).min(16) as i32)
@@ -647,7 +695,7 @@ impl Adaptive {
                 // than the Retry-After, a 429 costs that much more.
                 let burst_secs = self
                     .burst
-                    .map_or(Self::BURST_SECS, |b| b / l.max(Self::FLOOR));
+                    .map_or(self.assumed_burst_secs, |b| b / l.max(Self::FLOOR));
                 let dear = self.retry_after * (self.retry_after / burst_secs.max(0.05)).max(1.0);
                 let mut speed = base / (self.retry_after * load);
                 // Slow near the limit last found, then faster and faster:
@@ -672,7 +720,24 @@ impl Adaptive {
             f64::INFINITY
         };
         self.rate = self.capped(grown.min(bound.max(self.rate)));
-        self.rate
+        self.capped(self.rate + self.refill_boost(now))
+    }
+
+    /// Requests per second added to the rate just after a pause, to spend
+    /// what the pause refilled: the bucket was empty at the 429 and earned
+    /// the limit's rate while everybody waited, up to the burst. Only once
+    /// two episodes told the burst, and [`Adaptive::SPEND_SHARE`] of it over
+    /// [`Adaptive::SPEND_SECS`] (what is left covers an estimate a little high).
+    pub fn refill_boost(&self, now: f64) -> f64 {
+        match (self.limit, self.burst, self.pending) {
+            (Some(l), Some(b), None)
+                if (self.since..self.since + Self::SPEND_SECS).contains(&now) =>
+            {
+                let refilled = b.min(l * self.retry_after);
+                Self::SPEND_SHARE * refilled / Self::SPEND_SECS
+            }
+            _ => 0.0,
+        }
     }
 }
 
@@ -873,14 +938,15 @@ impl Pacing {
                 dt
             };
             if self.pause.remaining().is_none() {
-                let (rate, probing, settled) = {
+                let (rate, probing, refilling, settled) = {
                     let mut a = a.lock().expect("adaptive");
                     let oldest = self.flying.lock().expect("flying").keys().next().copied();
                     let oldest = oldest.map(|us| us as f64 / 1e6);
                     let waited = a.waiting();
                     let rate = a.on_tick(now, dt, self.in_flight(), oldest);
                     let settled = (waited && !a.waiting()).then(|| a.limit()).flatten();
-                    (rate, a.limit().is_some(), settled)
+                    let refilling = a.refill_boost(now) > 0.0;
+                    (rate, a.limit().is_some(), refilling, settled)
                 };
                 self.limiter.set_rate(rate);
                 let mut logged = self.logged_rate.lock().expect("logged rate");
@@ -890,7 +956,11 @@ impl Pacing {
                     );
                     *logged = rate;
                 } else if (rate - *logged).abs() > *logged * 0.1 {
-                    let why = if probing {
+                    let why = if refilling {
+                        "spending the burst the pause refilled"
+                    } else if rate < *logged && probing {
+                        "back to the limit's rate once a pause's refill was spent"
+                    } else if probing {
                         "probing for a higher limit, no 429 since the last"
                     } else {
                         "starting up, no 429 yet"
@@ -1009,22 +1079,24 @@ mod tests {
         let mut a = Adaptive::new(None);
         let (mut t, mut tokens, mut ok, mut sent, mut refused) = (0.0f64, limit, 0u64, 0u64, 0u64);
         let (mut next, mut paused_until, mut last_tick) = (0.0f64, 0.0f64, 0.0f64);
+        // The limiter's rate: what the controller returns.
+        let mut sending = a.rate();
         while ok < rows {
             t += 0.001;
             tokens = (tokens + limit * 0.001).min(limit);
             if t - last_tick >= 0.2 {
-                a.on_tick(t, t - last_tick, 0, None);
+                sending = a.on_tick(t, t - last_tick, 0, None);
                 last_tick = t;
             }
             if t < paused_until || t < next {
                 continue;
             }
             sent += 1;
-            next = t + 1.0 / a.rate();
+            next = t + 1.0 / sending;
             if tokens < 1.0 {
                 refused += 1;
                 paused_until = t + retry;
-                a.on_throttled(t, t, retry, None);
+                sending = a.on_throttled(t, t, retry, None);
             } else {
                 tokens -= 1.0;
                 ok += 1;
@@ -1076,10 +1148,11 @@ mod tests {
     }
 
     #[test]
-    fn the_first_estimate_finds_a_bucket_of_a_second_and_errs_low_under_a_smaller_one() {
+    fn the_first_estimate_errs_low_when_a_second_429_is_dear_and_high_when_it_is_cheap() {
         // Slow start against a 20/s server: 5, 15, then 45/s, all accepted
-        // until the bucket runs dry in the third second.
-        let estimate = |burst: f64| {
+        // until the bucket runs dry in the third second. One episode cannot
+        // tell the bucket's burst from its limit.
+        let estimate = |burst: f64, retry: f64| {
             // At 45/s it lasts until burst + 20 t = 45 t.
             let secs = burst / 25.0;
             let mut a = Adaptive::new(None);
@@ -1091,17 +1164,23 @@ mod tests {
                 t += n as f64 / rate;
                 a.on_tick(t, 1.0, 0, None);
             }
-            let rate = a.on_throttled(t, t, 1.0, None);
+            let rate = a.on_throttled(t, t, retry, None);
             let limit = a.limit().unwrap();
             assert_eq!(rate, limit, "rides at the first estimate");
             limit
         };
-        // A burst of a second (as assumed): the limit.
-        let limit = estimate(20.0);
+        // Retry-After 2 s: a pause that refills a second's worth costs a
+        // second, so it assumes a burst of a second and errs low.
+        let limit = estimate(20.0, 2.0);
         assert!((19.0..=20.5).contains(&limit), "estimated {limit}");
-        // A burst of half a second: lower (safe), not far.
-        let limit = estimate(10.0);
+        let limit = estimate(10.0, 2.0);
         assert!((12.0..19.0).contains(&limit), "estimated {limit}");
+        // Retry-After 1 s: a second 429 costs little and tells the bucket,
+        // so it assumes a small burst and errs high.
+        let limit = estimate(5.0, 1.0);
+        assert!((19.0..=22.0).contains(&limit), "estimated {limit}");
+        let limit = estimate(20.0, 1.0);
+        assert!((24.0..=36.0).contains(&limit), "estimated {limit}");
     }
 
     #[test]
@@ -1178,8 +1257,8 @@ mod tests {
         // 20 in flight for half a minute after the first 429 (a server that
         // decides after the latency), then the last few rows: 1 in flight.
         let mut a = Adaptive::new(None);
-        a.on_tick(1.0, 1.0, 0, None);
-        a.on_tick(1.0, 1.0, 0, None);
+        a.on_tick(1.0, 1.0, 20, None);
+        a.on_tick(1.0, 1.0, 20, None);
         for i in 0..60 {
             a.on_accepted(i as f64 / 30.0, i as f64 / 30.0);
         }
@@ -1235,9 +1314,36 @@ mod tests {
         for i in 0..60 {
             a.on_accepted(i as f64 / 30.0, i as f64 / 30.0);
         }
-        a.on_throttled(2.0, 2.0, 1.0, None);
+        a.on_throttled(2.0, 2.0, 2.0, None);
         let limit = a.limit().unwrap();
         assert!((19.0..=20.5).contains(&limit), "estimated {limit}");
+    }
+
+    #[test]
+    fn what_a_pause_refilled_is_spent_once_the_burst_is_known() {
+        let (mut a, end) = confirmed_at_20(1.0);
+        let burst = a.burst().expect("two episodes told the burst");
+        let base = a.rate();
+        // Just after the pause: the base rate plus most of the refill over
+        // a couple of seconds (the bucket had a second of the limit to refill).
+        let boosted = a.on_tick(end + 0.1, 0.1, 1, None);
+        let refill = burst.min(a.limit().unwrap() * 1.0);
+        let expected = a.rate() + Adaptive::SPEND_SHARE * refill / Adaptive::SPEND_SECS;
+        assert!(
+            (boosted - expected).abs() < 1e-9,
+            "{boosted} against {expected}"
+        );
+        assert!(boosted > base + 2.0, "{boosted} from {base}");
+        // Then the rate alone.
+        let later = a.on_tick(end + Adaptive::SPEND_SECS + 0.1, 0.25, 1, None);
+        assert_eq!(later, a.rate());
+        // Not before the burst is known (the first 429).
+        let mut b = Adaptive::new(None);
+        for i in 0..60 {
+            b.on_accepted(i as f64 / 30.0, i as f64 / 30.0);
+        }
+        b.on_throttled(2.0, 2.0, 2.0, None);
+        assert_eq!(b.on_tick(4.1, 0.1, 1, None), b.rate());
     }
 
     #[test]
@@ -1385,6 +1491,8 @@ mod replay {
         let mut window_until = f64::NEG_INFINITY;
         let mut flying: BinaryHeap<Reverse<(i64, i64, bool)>> = BinaryHeap::new();
         let mut max_flying = 0;
+        // The limiter's rate (the controller's, and what a pause refilled).
+        let mut sending = a.rate();
         let mut ok_at = vec![];
         let marks: Vec<f64> = server.changes.iter().map(|c| c.0).collect();
         // Answers due: (at ms, sent ms, refused on arrival).
@@ -1426,14 +1534,14 @@ mod replay {
                 refused += 1;
                 if t >= paused_until {
                     episodes += 1;
-                    a.on_throttled(sent_at, t, server.retry, c.latency());
+                    sending = a.on_throttled(sent_at, t, server.retry, c.latency());
                 }
                 paused_until = paused_until.max(t + server.retry);
             }
             if t - last_tick >= 0.25 {
                 if t >= paused_until {
                     let oldest = flying.iter().map(|Reverse((_, s, _))| *s).min();
-                    a.on_tick(
+                    sending = a.on_tick(
                         t,
                         t - last_tick,
                         flying.len(),
@@ -1442,11 +1550,11 @@ mod replay {
                 }
                 last_tick = t;
             }
-            if t < paused_until || t < next || flying.len() >= c.cap(a.rate()).0 {
+            if t < paused_until || t < next || flying.len() >= c.cap(sending).0 {
                 continue;
             }
             sent += 1;
-            next = t + 1.0 / a.rate();
+            next = t + 1.0 / sending;
             let latency = server.lat.0 + (server.lat.1 - server.lat.0) * uniform();
             if server.on_arrival && !gate(t, &mut tokens, &mut window_until) {
                 flying.push(Reverse((ms(t) + 1, ms(t), true)));
@@ -1496,10 +1604,11 @@ mod replay {
 
     #[test]
     fn two_episodes_tell_a_small_burst_and_the_limit_behind_it() {
-        // A burst of 5 at 20/s: the first 429 reads as about 11/s (a
-        // second's burst assumed); probing finds more, and the second 429
-        // tells the bucket. The old controller stayed near 11/s for half a
-        // minute (0.67 of the limit over 300 rows, 0.79 over 1,000).
+        // A burst of 5 at 20/s, Retry-After 1 s: the first 429 reads a
+        // small burst (a second 429 is cheap), and the second tells the
+        // bucket. Assuming a second's burst read about 11/s, and the old
+        // controller stayed near it for half a minute (0.67 of the limit
+        // over 300 rows, 0.79 over 1,000).
         let server = Server::new(Some(5.0), NO_LATENCY, false);
         let r = ride(&server, 1000, 1);
         // Small (a few requests), not a second's worth of 20.
@@ -1507,10 +1616,10 @@ mod replay {
         assert!((2.0..=7.0).contains(&burst), "burst {burst}");
         let limit = r.adaptive.limit().unwrap();
         assert!((18.0..=21.0).contains(&limit), "limit {limit}");
-        assert!(r.share >= 0.85, "{:.3} of the limit", r.share);
+        assert!(r.share >= 0.9, "{:.3} of the limit", r.share);
         assert!(r.refused <= 0.02, "{:.3} refused", r.refused);
         let short = ride(&server, 300, 1);
-        assert!(short.share >= 0.72, "{:.3} of the limit", short.share);
+        assert!(short.share >= 0.8, "{:.3} of the limit", short.share);
     }
 
     #[test]
