@@ -643,7 +643,13 @@ impl Adaptive {
     /// Whether a 429 would cost little more than the burst a pause refills:
     /// a short Retry-After, and no window that refuses every request in flight.
     fn second_429_is_cheap(&self) -> bool {
-        self.retry_after <= 1.0 && !(self.gate == Gate::Answered && Self::load(self.flight) > 1.0)
+        self.retry_after <= 1.0 && !self.windows_refuse_all_in_flight()
+    }
+
+    /// Whether a 429 window refuses every request in flight: the server
+    /// decides after the latency, and more than a few are in flight.
+    fn windows_refuse_all_in_flight(&self) -> bool {
+        self.gate == Gate::Answered && Self::load(self.flight) > 1.0
     }
 
     /// How much a probe's overshoot costs, as a divisor of the probing
@@ -682,7 +688,7 @@ impl Adaptive {
                 // A server that refuses every request in flight when its
                 // window opens makes a second 429 dear: probe at the slow
                 // speed from the first.
-                let each_in_flight_refused = self.gate == Gate::Answered && load > 1.0;
+                let each_in_flight_refused = self.windows_refuse_all_in_flight();
                 let base = if self.confirmations == 0
                     && !each_in_flight_refused
                     && self.assumed_burst_secs >= Self::BURST_SECS
@@ -727,11 +733,14 @@ impl Adaptive {
     /// what the pause refilled: the bucket was empty at the 429 and earned
     /// the limit's rate while everybody waited, up to the burst. Only once
     /// two episodes told the burst, and [`Adaptive::SPEND_SHARE`] of it over
-    /// [`Adaptive::SPEND_SECS`] (what is left covers an estimate a little high).
-    pub fn refill_boost(&self, now: f64) -> f64 {
+    /// [`Adaptive::SPEND_SECS`] (what is left covers an estimate a little
+    /// high). Not when a window refuses every request in flight: the
+    /// requests still on their way at the 429 spend part of the refill.
+    fn refill_boost(&self, now: f64) -> f64 {
         match (self.limit, self.burst, self.pending) {
             (Some(l), Some(b), None)
-                if (self.since..self.since + Self::SPEND_SECS).contains(&now) =>
+                if (self.since..self.since + Self::SPEND_SECS).contains(&now)
+                    && !self.windows_refuse_all_in_flight() =>
             {
                 let refilled = b.min(l * self.retry_after);
                 Self::SPEND_SHARE * refilled / Self::SPEND_SECS
@@ -1324,6 +1333,10 @@ mod tests {
         let (mut a, end) = confirmed_at_20(1.0);
         let burst = a.burst().expect("two episodes told the burst");
         let base = a.rate();
+        // With many in flight at a server that decides after the latency,
+        // the stragglers spend the refill: nothing added.
+        let mut busy = a.clone();
+        assert_eq!(busy.on_tick(end + 0.1, 0.1, 20, None), busy.rate());
         // Just after the pause: the base rate plus most of the refill over
         // a couple of seconds (the bucket had a second of the limit to refill).
         let boosted = a.on_tick(end + 0.1, 0.1, 1, None);
