@@ -677,13 +677,7 @@ impl<'a> Api<'a> {
         }
         let tracking = new_tracking_id();
         let started = now_ms();
-        let (result, sent) = {
-            let in_flight = s.pacing.sending();
-            let clock = std::time::Instant::now();
-            let result = send(token, tracking.clone()).await;
-            s.pacing.observed(clock.elapsed(), result.as_ref().err());
-            (result, in_flight.sent())
-        };
+        let (result, sent) = s.pacing.send(send(token, tracking.clone())).await;
         match result {
             Ok(mut answer) => {
                 s.pacing.accepted(sent);

@@ -885,8 +885,22 @@ impl Pacing {
         self.concurrency.lock().expect("concurrency").ceiling()
     }
 
+    /// Sends one request: counted in flight until answered, what its answer
+    /// says about the server's health observed. Returns the answer and when
+    /// it was sent (for [`Pacing::accepted`] and [`Pacing::throttled`]).
+    pub async fn send<T>(
+        &self,
+        request: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> (Result<T, ApiError>, f64) {
+        let in_flight = self.sending();
+        let clock = std::time::Instant::now();
+        let answer = request.await;
+        self.observed(clock.elapsed(), answer.as_ref().err());
+        (answer, in_flight.sent())
+    }
+
     /// A request leaves; the guard counts it in flight until dropped.
-    pub fn sending(&self) -> InFlight<'_> {
+    fn sending(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let sent = self.now();
         // Only the adaptive rate asks when the oldest one left.
@@ -910,7 +924,7 @@ impl Pacing {
     /// health (`error`: the request failed): a 5xx, a timeout or a lost
     /// connection counts against it, any other answer brings its latency;
     /// 429s are the rate's business.
-    pub fn observed(&self, latency: Duration, error: Option<&ApiError>) {
+    fn observed(&self, latency: Duration, error: Option<&ApiError>) {
         let cut = {
             let mut c = self.concurrency.lock().expect("concurrency");
             match error {
@@ -954,7 +968,8 @@ impl Pacing {
                     let waited = a.waiting();
                     let rate = a.on_tick(now, dt, self.in_flight(), oldest);
                     let settled = (waited && !a.waiting()).then(|| a.limit()).flatten();
-                    let refilling = a.refill_boost(now) > 0.0;
+                    // Above the controller's own rate: a pause's refill.
+                    let refilling = rate > a.rate();
                     (rate, a.limit().is_some(), refilling, settled)
                 };
                 self.limiter.set_rate(rate);
@@ -987,12 +1002,12 @@ impl Pacing {
     }
 }
 
-/// A request in flight (see [`Pacing::sending`]), and when it was sent.
-pub struct InFlight<'a>(&'a Pacing, f64);
+/// A request in flight (see [`Pacing::send`]), and when it was sent.
+struct InFlight<'a>(&'a Pacing, f64);
 
 impl InFlight<'_> {
     /// When it was sent (seconds on the pacing's clock).
-    pub fn sent(&self) -> f64 {
+    fn sent(&self) -> f64 {
         self.1
     }
 }

@@ -442,13 +442,7 @@ where
         let Some((token, generation)) = ctx.tokens.fresh().await else {
             return Err(Call::Auth("no access token".into()));
         };
-        let (answer, sent) = {
-            let in_flight = pacing.sending();
-            let clock = std::time::Instant::now();
-            let answer = request(token, new_tracking_id()).await;
-            pacing.observed(clock.elapsed(), answer.as_ref().err());
-            (answer, in_flight.sent())
-        };
+        let (answer, sent) = pacing.send(request(token, new_tracking_id())).await;
         match answer {
             Ok(answer) => {
                 pacing.accepted(sent);
