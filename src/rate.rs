@@ -359,7 +359,7 @@ impl Episode {
 ///   first. Otherwise they are counted by when they were answered.
 /// - While no 429 comes, it probes upward: [`Adaptive::PROBE_FIRST`] of
 ///   the limit per second until the second 429 (unless that would cost
-///   every request in flight), then [`Adaptive::PROBE`], half as fast after
+///   every request in flight, or the first was read high), then [`Adaptive::PROBE`], half as fast after
 ///   each 429 that confirms the same limit, and faster the longer no 429 comes ([`Adaptive::ACCELERATION`],
 ///   cubic in time as in TCP CUBIC: slow near the limit, doubled in seconds
 ///   if it was raised). Its time runs slower the dearer a 429 is: by the
@@ -420,7 +420,9 @@ impl Adaptive {
     /// little (see [`Adaptive::second_429_is_cheap`]): the reading errs high
     /// rather than low, and the next 429 tells the bucket.
     pub const BURST_SECS_CHEAP: f64 = 0.25;
-    /// Probing speed between the first and the second 429 (share of the limit per second).
+    /// Probing speed between the first and the second 429 when the first
+    /// was read with a second's burst (low, never high; share of the limit
+    /// per second). After a reading with a small burst, [`Adaptive::PROBE`].
     pub const PROBE_FIRST: f64 = 0.03;
     /// The lowest rate it goes to.
     pub const FLOOR: f64 = 0.2;
