@@ -417,7 +417,8 @@ impl Adaptive {
     /// episode cannot tell it).
     pub const BURST_SECS: f64 = 1.0;
     /// The burst assumed at the first 429 when a second one would cost
-    /// little (see [`Adaptive::second_429_is_cheap`]): the reading errs high
+    /// little (a Retry-After of 1 s, and no window that refuses every request
+    /// in flight): the reading errs high
     /// rather than low, and the next 429 tells the bucket.
     pub const BURST_SECS_CHEAP: f64 = 0.25;
     /// Probing speed between the first and the second 429 when the first
