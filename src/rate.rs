@@ -418,8 +418,8 @@ impl Adaptive {
     pub const BURST_SECS: f64 = 1.0;
     /// The burst assumed at the first 429 when a second one would cost
     /// little (a Retry-After of 1 s, and no window that refuses every request
-    /// in flight): the reading errs high
-    /// rather than low, and the next 429 tells the bucket.
+    /// in flight): the reading errs high rather than low, and the next 429
+    /// tells the bucket.
     pub const BURST_SECS_CHEAP: f64 = 0.25;
     /// Probing speed between the first and the second 429 when the first
     /// was read with a second's burst (low, never high; share of the limit
