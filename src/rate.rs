@@ -828,7 +828,7 @@ impl Pacing {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// A request sent at `sent` (see [`InFlight::sent`]) was accepted (any answer but a 429).
+    /// A request sent at `sent` (as [`Pacing::send`] returns it) was accepted (any answer but a 429).
     pub fn accepted(&self, sent: f64) {
         if let Some(a) = &self.adaptive {
             a.lock().expect("adaptive").on_accepted(sent, self.now());
